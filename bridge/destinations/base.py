@@ -1,0 +1,151 @@
+"""What every destination module implements: canonical events in, plain request data out.
+
+A destination module `bridge/destinations/<type>.py` defines one `Destination` subclass and exposes it as the
+module attribute `DESTINATION`; `bridge.destinations.destination_class("<type>")` finds it by module name.
+
+A destination never sends, sleeps, retries or stores. The dispatcher:
+  1. routes an event to it at ingest when `destination.routes(event_name)` is true;
+  2. later calls `render(events)` with 1..max_batch canonical events (dicts, see bridge.events) and sends the
+     returned HttpRequest over its shared aiohttp session;
+  3. calls `classify(status, headers, body)` on the answer to decide delivered / retry / dead.
+RenderError from `render` is permanent: the delivery goes to `dead` with that message.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+from bridge import __version__
+
+USER_AGENT = f"bridge/{__version__} (+self-hosted webhook bridge)"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A request ready to send. Header names are as they go on the wire."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Verdict(Enum):
+    DELIVERED = "delivered"  #: done
+    RETRY = "retry"  #: try again later (backoff; Retry-After honoured)
+    DEAD = "dead"  #: permanent failure: stop, keep for ops to inspect and retry by hand
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    reason: str
+    #: seconds the destination asked us to wait (from Retry-After), if any
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `requests` requests in any `per_seconds` window."""
+
+    requests: int
+    per_seconds: float
+
+
+@dataclass(frozen=True)
+class DestinationSettings:
+    """One `destinations:` entry of bridge.yaml."""
+
+    name: str
+    type: str
+    url: str = ""
+    #: canonical event names routed here; ("*",) for every name the destination can send
+    events: tuple[str, ...] = ("*",)
+    #: per-canonical-name overrides of the destination's event-name table
+    event_names: Mapping[str, str] = field(default_factory=dict)
+    concurrency: int = 8
+    #: None: the destination's documented default
+    rate_limits: tuple[RateLimit, ...] | None = None
+    timeout_seconds: float = 10.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: type-specific keys, see Destination.options
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class OptionError(ValueError):
+    """A destination-specific option is missing or wrong; `key` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class Destination(ABC):
+    """Rendering and response classification for one destination type."""
+
+    #: the `type:` value in bridge.yaml
+    type: ClassVar[str]
+    #: type-specific option keys accepted in config, each with a one-line description
+    options: ClassVar[Mapping[str, str]] = {}
+    #: canonical event name -> the destination's event name. A canonical name missing here is not sent
+    #: unless the destination sends unknown names (`sends_custom_names`) or config adds it in `event_names`.
+    event_names: ClassVar[Mapping[str, str]] = {}
+    #: whether canonical names not in the table are sent under their own name
+    sends_custom_names: ClassVar[bool] = False
+    #: documented rate limits, all enforced together
+    default_rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
+    #: events per request (>1: the dispatcher groups due deliveries into one render call)
+    max_batch: ClassVar[int] = 1
+    #: request body size limit for a batch, if the API documents one
+    max_body_bytes: ClassVar[int | None] = None
+    #: whether `url` must be set in config
+    requires_url: ClassVar[bool] = True
+
+    def __init__(self, settings: DestinationSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.names: dict[str, str] = {**self.event_names, **settings.event_names}
+        self.rate_limits = settings.rate_limits if settings.rate_limits is not None else self.default_rate_limits
+
+    def destination_event_name(self, canonical_name: str) -> str | None:
+        """The name this destination uses for a canonical event, or None if it does not take it."""
+        name = self.names.get(canonical_name)
+        if name is None and self.sends_custom_names:
+            return canonical_name
+        return name
+
+    def routes(self, canonical_name: str) -> bool:
+        """Whether an event of this name is delivered here (config filter and the destination's name table)."""
+        wanted = self.settings.events
+        if "*" not in wanted and canonical_name not in wanted:
+            return False
+        return self.destination_event_name(canonical_name) is not None
+
+    @abstractmethod
+    def render(self, events: Sequence[Mapping[str, Any]]) -> HttpRequest:
+        """Turn 1..max_batch canonical events into one request. Raise RenderError if they cannot be sent."""
+
+    def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
+        """Default response table: 2xx delivered; 408, 425, 429, 5xx retry; 3xx retry (never followed);
+        other 4xx dead."""
+        return classify_status(status)
+
+
+def classify_status(status: int) -> Outcome:
+    if 200 <= status < 300:
+        return Outcome(Verdict.DELIVERED, f"HTTP {status}")
+    if status in (408, 425, 429) or status >= 500:
+        return Outcome(Verdict.RETRY, f"HTTP {status}")
+    if 300 <= status < 400:
+        return Outcome(Verdict.RETRY, f"HTTP {status}: redirects are not followed; check the destination URL")
+    return Outcome(Verdict.DEAD, f"HTTP {status}")
+
+
+def response_excerpt(body: bytes, limit: int = 512) -> str:
+    """A short printable excerpt of a response body, for the attempt log."""
+    text = body[:limit].decode("utf-8", "replace")
+    return text + ("…" if len(body) > limit else "")

@@ -1,0 +1,151 @@
+"""What every provider module implements: verify a raw webhook, then split it into inbound events.
+
+A provider module `bridge/providers/<type>.py` defines one `Provider` subclass and exposes it as the module
+attribute `PROVIDER`. `bridge.providers.provider_class("<type>")` finds it by module name, so adding a
+provider touches no shared registry.
+
+The ingest path calls, in this order and never otherwise:
+
+    await provider.verify(body, headers, now)   # raises SignatureError; must not trust anything in the body first
+    events = provider.parse(body, headers)      # raises PayloadError; one InboundEvent per provider event
+
+`headers` is a mapping with lower-case names. `now` is Unix seconds from the injected clock.
+"""
+
+from __future__ import annotations
+
+import hmac
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+
+from bridge.errors import PayloadError, SignatureError
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    """One provider event inside a verified webhook.
+
+    `event_id` is the provider's own dedup key (Stripe `evt_…`, Shopify `X-Shopify-Webhook-Id`, …);
+    `document` is the JSON value the mapping file is evaluated against.
+    """
+
+    event_id: str
+    event_type: str
+    document: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The response a provider expects once we stored its webhook."""
+
+    status_code: int
+    body: bytes
+    media_type: str
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """One `sources:` entry of bridge.yaml."""
+
+    name: str
+    provider: str
+    secrets: tuple[str, ...] = ()
+    tolerance_seconds: float | None = None  # None: the provider's default
+    mapping: str = ""  # mapping name (file stem under mappings/); defaults to the provider type
+    max_body_bytes: int = 1024 * 1024
+    options: Mapping[str, Any] = field(default_factory=dict)  # provider-specific keys, see Provider.options
+
+
+class OptionError(ValueError):
+    """A provider-specific option of a source is missing or wrong; `key` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class Provider(ABC):
+    """Verification and identification for one provider type."""
+
+    #: the `provider:` value in bridge.yaml
+    type: ClassVar[str]
+    #: provider-specific option keys accepted in the source config, with a one-line description each
+    options: ClassVar[Mapping[str, str]] = {}
+    #: whether the source must configure at least one secret
+    requires_secrets: ClassVar[bool] = True
+    #: signature timestamp tolerance in seconds when the source does not set one (None: no timestamp in scheme)
+    default_tolerance: ClassVar[float | None] = None
+    #: lower-case request headers kept with the stored webhook (needed to re-verify, replay or debug it)
+    stored_headers: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: SourceSettings) -> None:
+        self.settings = settings
+        self.secrets = settings.secrets
+        self.tolerance = settings.tolerance_seconds if settings.tolerance_seconds is not None else self.default_tolerance
+
+    @abstractmethod
+    async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Raise SignatureError unless the request is authentic and fresh."""
+
+    @abstractmethod
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
+        """Split a verified body into provider events. Raise PayloadError if it is malformed."""
+
+    def acknowledge(self, status: str, webhook_ids: list[int]) -> Ack:
+        """The 2xx answer once the webhook is durably stored (`status`: accepted, duplicate, ignored, ...)."""
+        return Ack(200, orjson.dumps({"status": status, "webhook_ids": webhook_ids}), "application/json")
+
+
+# -- helpers shared by provider modules -------------------------------------------------------------
+
+
+def load_json(body: bytes) -> Any:
+    """Parse a JSON body, raising PayloadError (400) when it is not valid JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
+
+
+def require_header(headers: Mapping[str, str], name: str) -> str:
+    """The value of a signature header, or SignatureError if it is missing or empty."""
+    value = headers.get(name, "").strip()
+    if not value:
+        raise SignatureError(f"missing {name} header")
+    return value
+
+
+def any_digest_matches(expected: Iterable[bytes | str], received: Iterable[bytes | str]) -> bool:
+    """Constant-time: whether any received signature equals any expected one (several secrets, several sigs)."""
+    wanted = [e.encode() if isinstance(e, str) else e for e in expected]
+    found = False
+    for candidate in received:
+        given = candidate.encode() if isinstance(candidate, str) else candidate
+        for digest in wanted:
+            # compare_digest is constant-time for equal lengths; lengths are public (same algorithm)
+            if len(given) == len(digest) and hmac.compare_digest(given, digest):
+                found = True
+    return found
+
+
+def check_timestamp(timestamp: float, now: float, tolerance: float | None, *, allow_future: bool = False) -> None:
+    """Raise SignatureError when a signed timestamp is outside the tolerance window."""
+    if tolerance is None or tolerance <= 0:
+        return
+    if timestamp < now - tolerance:
+        raise SignatureError(f"timestamp too old ({now - timestamp:.0f}s > {tolerance:.0f}s tolerance)")
+    if not allow_future and timestamp > now + tolerance:
+        raise SignatureError(f"timestamp in the future ({timestamp - now:.0f}s > {tolerance:.0f}s tolerance)")
+
+
+def require_string(value: Any, what: str) -> str:
+    """A non-empty string id/type from a parsed body, or PayloadError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise PayloadError(f"missing {what}")
+    return value
