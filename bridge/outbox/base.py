@@ -118,9 +118,7 @@ class Outbox(Protocol):
         A delivery whose (destination, event_name, event_id) exists is skipped. Raises OutboxUnavailable."""
         ...
 
-    async def claim(
-        self, destination: str, limit: int, now: float, lease_seconds: float, owner: str
-    ) -> list[Delivery]:
+    async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
         """Lease up to `limit` due deliveries of `destination`: pending with next_attempt_at <= now, or in_flight
         with lease_until <= now; oldest next_attempt_at first. Sets in_flight, lease_until=now+lease_seconds and
         lease_owner=owner."""

@@ -12,7 +12,9 @@ _NOT_PROVIDERS = {"base"}
 
 def provider_types() -> list[str]:
     """Every provider type shipped in this package."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_PROVIDERS and not m.name.startswith("_"))
+    return sorted(
+        m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_PROVIDERS and not m.name.startswith("_")
+    )
 
 
 def provider_class(type_name: str) -> type[Provider]:

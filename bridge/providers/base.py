@@ -85,7 +85,9 @@ class Provider(ABC):
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings
         self.secrets = settings.secrets
-        self.tolerance = settings.tolerance_seconds if settings.tolerance_seconds is not None else self.default_tolerance
+        self.tolerance = (
+            settings.tolerance_seconds if settings.tolerance_seconds is not None else self.default_tolerance
+        )
 
     @abstractmethod
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:

@@ -1,0 +1,147 @@
+"""Generic HTTP destination: the canonical event as JSON to any endpoint, or a request built from JMESPath
+templates, so a team can add an endpoint without writing code.
+
+Plain mode: `POST {url}` with the canonical event (its `name` replaced by the `event_names` override, if any),
+`Content-Type: application/json`, `Idempotency-Key: <event id>` and the configured `headers`.
+
+Templated mode (any of these options): `method`, `url_template` (JMESPath giving the URL), `headers_template`
+(header -> JMESPath), `body` (JMESPath projection of the canonical event, e.g. `{event: name, amount:
+order.total}`). The expressions are evaluated against the canonical event with the mapping functions of
+`bridge.mapping.functions` and compiled once at construction: a template that does not compile is an
+OptionError; one that fails on an event (error, or a URL/header of the wrong type) is a RenderError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
+from bridge.destinations import _common as c
+from bridge.destinations.base import (
+    USER_AGENT,
+    Destination,
+    DestinationSettings,
+    HttpRequest,
+    OptionError,
+    Outcome,
+)
+from bridge.errors import RenderError
+
+_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
+_BODYLESS = ("GET", "DELETE")
+
+
+def _jmespath_options() -> Any:
+    """The jmespath Options carrying the mapping functions (money, time, text helpers)."""
+    from bridge.mapping import functions
+
+    return functions.jmespath_options()
+
+
+def _compile(expression: Any, key: str) -> Any:
+    if not isinstance(expression, str) or not expression.strip():
+        raise OptionError(key, f"{key} must be a JMESPath expression (text)")
+    try:
+        return jmespath.compile(expression)
+    except JMESPathError as exc:
+        raise OptionError(key, f"{key}: invalid JMESPath {expression!r}: {exc}") from None
+
+
+class HttpDestination(Destination):
+    type = "http"
+    options: ClassVar[Mapping[str, str]] = {
+        "method": "HTTP method (POST, PUT, PATCH, GET, DELETE); default POST",
+        "url_template": "JMESPath over the canonical event giving the URL (instead of / overriding `url`)",
+        "headers_template": "mapping of header name -> JMESPath over the canonical event (null: header left out)",
+        "body": "JMESPath projection of the canonical event sent as the JSON body (default: the whole event)",
+        "idempotency_header": "header carrying the event id (default Idempotency-Key; empty to leave it out)",
+    }
+    sends_custom_names = True
+    requires_url = False  # `url` or `url_template`
+
+    def __init__(self, settings: DestinationSettings) -> None:
+        super().__init__(settings)
+        options = settings.options
+        c.check_unknown_options(options, self.options, self.type)
+        self.method = c.option_text(options, "method", default="POST").upper()
+        if self.method not in _METHODS:
+            raise OptionError("method", f"method must be one of {', '.join(_METHODS)}, got {self.method!r}")
+        self.url = settings.url
+        self._url_template = _compile(options["url_template"], "url_template") if "url_template" in options else None
+        if self._url_template is None:
+            if not settings.url:
+                raise OptionError("url", "an http destination needs `url` or the option `url_template`")
+            c.check_http_url(settings.url, "url")
+        elif settings.url:
+            c.check_http_url(settings.url, "url")
+        raw_headers = options.get("headers_template") or {}
+        if not isinstance(raw_headers, Mapping):
+            raise OptionError("headers_template", "headers_template must be a mapping of header name -> JMESPath")
+        self._header_templates = {
+            str(header): _compile(expression, f"headers_template.{header}")
+            for header, expression in raw_headers.items()
+        }
+        self._body = _compile(options["body"], "body") if "body" in options else None
+        self._idempotency_header = c.option_text(options, "idempotency_header", default="Idempotency-Key")
+        if "idempotency_header" in options and options["idempotency_header"] in ("", None):
+            self._idempotency_header = ""
+        self._templated = bool(self._url_template or self._header_templates or self._body)
+        self._options = _jmespath_options() if self._templated else None
+
+    def __repr__(self) -> str:
+        return f"HttpDestination(name={self.name!r}, method={self.method!r}, url={self.url!r})"
+
+    def _search(self, compiled: Any, document: Mapping[str, Any], what: str) -> Any:
+        try:
+            return compiled.search(document, options=self._options)
+        except JMESPathError as exc:
+            raise RenderError(f"{what} template failed on this event: {exc}") from None
+        except (TypeError, ValueError, ArithmeticError) as exc:  # raised by custom functions
+            raise RenderError(f"{what} template failed on this event: {exc}") from None
+
+    def render(self, events: Sequence[Mapping[str, Any]]) -> HttpRequest:
+        if len(events) != 1:
+            raise RenderError(f"the http destination sends one event per request, got {len(events)}")
+        canonical = c.event_name(events[0])
+        name = c.require_name(self.destination_event_name(canonical), canonical, self.type)
+        event = {**events[0], "name": name}
+        url = self.url
+        if self._url_template is not None:
+            found = self._search(self._url_template, event, "url")
+            if not isinstance(found, str) or not c.is_http_url(found):
+                raise RenderError(f"url_template gave {found!r}, not an absolute http(s) URL")
+            url = found
+        headers = {"User-Agent": USER_AGENT}
+        if self._idempotency_header and c.text(event, "id"):
+            headers[self._idempotency_header] = c.event_id(event)
+        headers.update(self.settings.headers)
+        for header, compiled in self._header_templates.items():
+            value = self._search(compiled, event, f"header {header}")
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise RenderError(f"header {header} template gave a {type(value).__name__}, not text")
+            value = str(value)
+            if "\r" in value or "\n" in value:
+                raise RenderError(f"header {header} template gave a value with a line break")
+            headers[header] = value
+        body = b""
+        if self._body is not None:
+            document = self._search(self._body, event, "body")
+            if document is None:
+                raise RenderError("the body template gave null for this event")
+            body = c.json_bytes(document)
+        elif self.method not in _BODYLESS:
+            body = c.json_bytes(event)
+        if body and not any(h.lower() == "content-type" for h in headers):
+            headers["Content-Type"] = "application/json"
+        return HttpRequest(self.method, url, headers, body)
+
+    def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
+        return c.classify_with(status, body, permanent={}, transient={})
+
+
+DESTINATION = HttpDestination

@@ -1,0 +1,121 @@
+"""The ingest path: verified raw webhook → provider events → canonical events → routed deliveries → one
+durable outbox write per provider event. HTTP concerns (reading the body, status codes) live in app.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from bridge.destinations.base import Destination
+from bridge.errors import MappingEvalError
+from bridge.outbox.base import IngestResult, NewDelivery, NewWebhook, Outbox, WebhookStatus
+from bridge.providers.base import InboundEvent, Provider
+
+log = logging.getLogger("bridge.ingest")
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """What the mapping made of one provider event."""
+
+    status: WebhookStatus
+    error: str | None
+    events: list[dict[str, Any]]
+
+
+def map_event(mapping: Any, event: InboundEvent, headers: Mapping[str, str], source: str, provider: str) -> Mapped:
+    """Run one provider event through its mapping. Never raises: failures become `mapping_failed`."""
+    if mapping is None:
+        return Mapped("mapping_failed", "no mapping loaded for this source", [])
+    try:
+        events = mapping.evaluate(event, headers=headers, source=source, provider=provider)
+    except MappingEvalError as exc:
+        return Mapped("mapping_failed", str(exc), [])
+    except Exception as exc:  # a bug in a mapping function must not lose the webhook
+        log.exception("mapping crashed", extra={"source": source, "event_type": event.event_type})
+        return Mapped("mapping_failed", f"{type(exc).__name__}: {exc}", [])
+    if events is None:
+        return Mapped("ignored", f"event type {event.event_type!r} is not mapped", [])
+    if not events:
+        return Mapped("ignored", "no rule matched", [])
+    return Mapped("accepted", None, events)
+
+
+def route(events: Sequence[Mapping[str, Any]], destinations: Mapping[str, Destination]) -> list[NewDelivery]:
+    """One delivery per (event, destination that routes the event's name)."""
+    deliveries = []
+    for event in events:
+        name = event["name"]
+        payload: bytes | None = None
+        for dest_name, destination in destinations.items():
+            if destination.routes(name):
+                payload = payload or orjson.dumps(event)
+                deliveries.append(NewDelivery(dest_name, name, str(event["id"]), payload))
+    return deliveries
+
+
+def stored_headers(provider: Provider, headers: Mapping[str, str]) -> bytes:
+    keep = {name: headers[name] for name in (*provider.stored_headers, "content-type") if name in headers}
+    return orjson.dumps(keep)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    results: list[IngestResult]
+    statuses: list[WebhookStatus]
+
+    @property
+    def status(self) -> str:
+        """One word for the provider: duplicate when nothing new was stored, else accepted."""
+        if self.results and all(r.duplicate for r in self.results):
+            return "duplicate"
+        return "accepted"
+
+    @property
+    def deliveries_created(self) -> int:
+        return sum(r.deliveries_created for r in self.results)
+
+
+async def store(
+    outbox: Outbox,
+    *,
+    source: str,
+    provider: Provider,
+    mapping: Any,
+    destinations: Mapping[str, Destination],
+    inbound: Sequence[InboundEvent],
+    body: bytes,
+    headers: Mapping[str, str],
+    received_at: float,
+) -> IngestOutcome:
+    """Map and store every provider event of one verified webhook. Raises OutboxError if storage fails."""
+    header_blob = stored_headers(provider, headers)
+    webhooks = []
+    for event in inbound:
+        mapped = map_event(mapping, event, headers, source, provider.type)
+        webhooks.append(
+            NewWebhook(
+                source=source,
+                provider=provider.type,
+                provider_event_id=event.event_id,
+                event_type=event.event_type,
+                received_at=received_at,
+                status=mapped.status,
+                error=mapped.error,
+                headers=header_blob,
+                body=body,
+                events=orjson.dumps(mapped.events),
+                deliveries=route(mapped.events, destinations),
+            )
+        )
+    if len(webhooks) == 1:
+        results = [await outbox.ingest(webhooks[0])]
+    else:
+        results = list(await asyncio.gather(*(outbox.ingest(w) for w in webhooks)))
+    return IngestOutcome(results, [w.status for w in webhooks])

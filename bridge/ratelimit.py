@@ -1,0 +1,75 @@
+"""Per-destination rate limiting: exact sliding windows plus a pause that 429 answers adapt.
+
+A documented limit such as "1000 requests per minute" means no 60-second window may hold more than 1000
+requests. A token bucket of 1000 refilled at 1000/min lets 2000 through in the worst window, so each limit is
+kept as a sliding-window log of send times (memory: one float per request in the window). Several limits are
+enforced together (Zenovay: 60 per 10 s and 5000 per hour). A 429 pauses the lane until its Retry-After (or
+an exponential cool-down when it gives none) and halves the lane's admitted rate until a window passes
+without another 429.
+
+Pure arithmetic on times passed in; the dispatcher does the waiting.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+from bridge.destinations.base import RateLimit
+
+
+class _Window:
+    def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self.sent: deque[float] = deque()
+
+    def delay(self, now: float, allowed: int) -> float:
+        horizon = now - self.limit.per_seconds
+        sent = self.sent
+        while sent and sent[0] <= horizon:
+            sent.popleft()
+        if len(sent) < allowed:
+            return 0.0
+        # the request that would make room is the (len - allowed + 1)-th oldest
+        return max(sent[len(sent) - allowed] + self.limit.per_seconds - now, 0.0)
+
+
+class RateLimiter:
+    """Admits a request when every window has room and no 429 pause is running."""
+
+    def __init__(self, limits: Sequence[RateLimit]) -> None:
+        self.windows = [_Window(limit) for limit in limits]
+        self.paused_until = 0.0
+        self.cooldown = 0.0
+        self.factor = 1.0  # fraction of the documented rate admitted after 429s
+        self.last_throttled = 0.0
+        self._longest_window = max((w.limit.per_seconds for w in self.windows), default=60.0)
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before the next request may go (0: go now)."""
+        wait = max(self.paused_until - now, 0.0)
+        if self.factor < 1.0 and now - self.last_throttled > self._longest_window:
+            self.factor = 1.0
+        for window in self.windows:
+            allowed = max(1, int(window.limit.requests * self.factor))
+            wait = max(wait, window.delay(now, allowed))
+        return wait
+
+    def record(self, now: float) -> None:
+        """Count a request sent at `now`."""
+        for window in self.windows:
+            window.sent.append(now)
+
+    def throttled(self, now: float, retry_after: float | None) -> None:
+        """The destination answered 429: pause, and admit less for a while."""
+        if retry_after is None:
+            self.cooldown = min(max(self.cooldown * 2, 1.0), 60.0)
+            pause = self.cooldown
+        else:
+            pause = retry_after
+        self.paused_until = max(self.paused_until, now + pause)
+        self.factor = max(self.factor / 2, 1 / 64)
+        self.last_throttled = now
+
+    def succeeded(self) -> None:
+        self.cooldown = 0.0
