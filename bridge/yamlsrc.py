@@ -52,18 +52,25 @@ class _Builder:
 
     def build(self, node: yaml.Node) -> Any:
         if isinstance(node, yaml.MappingNode):
+            explicit = len([pair for pair in node.value if pair[0].tag != "tag:yaml.org,2002:merge"])
             self.constructor.flatten_mapping(node)
+            merged = len(node.value) - explicit  # flatten puts `<<:` pairs first; explicit keys override them
             result = YamlMap()
             result.start = _mark(node)
             result.key_marks = {}
             result.value_marks = {}
-            for key_node, value_node in node.value:
+            from_merge: set[str] = set()
+            for index, (key_node, value_node) in enumerate(node.value):
                 key = self.build(key_node)
                 if not isinstance(key, str | int | float | bool) or isinstance(key, YamlMap | YamlList):
                     line, col = _mark(key_node)
                     raise self.error("a key must be a plain value", file=self.file, line=line, column=col)
                 key = str(key)
-                if key in result:
+                if index < merged:
+                    from_merge.add(key)  # PyYAML orders merge sources so that the last one written wins
+                elif key in from_merge:
+                    from_merge.discard(key)
+                elif key in result:
                     line, col = _mark(key_node)
                     raise self.error(
                         f"duplicate key {key!r}", file=self.file, line=line, column=col, hint="each key may appear once"

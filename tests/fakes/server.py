@@ -19,10 +19,10 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
+async def serve(app: Any, port: int | None = None, *, lifespan: str = "on") -> AsyncIterator[str]:
     """Serve `app` on loopback for the duration of the block; yields its base URL (no trailing slash)."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan=lifespan)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -1,0 +1,185 @@
+"""Compiled mappings and their evaluation: one InboundEvent in, canonical events out (pure, no I/O).
+
+Everything that can be decided once is decided at load time (compile.py): each expression is a closure
+(fast.py), each field knows its canonical kind and coercion, rules are grouped by provider event type.
+Per webhook, evaluation only runs closures, coerces results and sets paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import MappingEvalError
+from bridge.events import FieldValueError, coerce, set_path
+from bridge.mapping.fast import Getter, is_false
+from bridge.providers.base import InboundEvent
+
+Coercer = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPlan:
+    """How one canonical field of a rule is produced."""
+
+    path: str
+    expression: str  # the source text, for error messages
+    get: Getter
+    coerce: Coercer | None  # None: a free-form field (properties.*), kept as the expression gives it
+    copy: bool  # an object value other fields are set inside: copy it so the webhook document is never mutated
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One entry of `events.<type>`: emits one canonical event when `when` holds."""
+
+    event_type: str
+    index: int  # 1-based position among the rules of its event type
+    line: int
+    name: str
+    when: Getter | None
+    when_text: str | None
+    fields: tuple[FieldPlan, ...]
+
+
+def coercer(kind: str | None) -> Coercer | None:
+    """The conversion applied to a field of `kind` (precomputed per field)."""
+    if kind is None:
+        return None
+    if kind == "string":
+        return lambda value: value if type(value) is str else coerce("string", value)
+    return lambda value: coerce(kind, value)
+
+
+class CompiledMapping:
+    """One mapping file, compiled: `evaluate` turns an InboundEvent into canonical events."""
+
+    __slots__ = ("_rules", "content_hash", "name", "path", "provider", "uses_headers")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        path: Path,
+        content_hash: str,
+        provider: str | None,
+        rules: Mapping[str, tuple[Rule, ...]],
+        uses_headers: bool,
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.content_hash = content_hash
+        self.provider = provider
+        self._rules = dict(rules)
+        self.uses_headers = uses_headers
+
+    def __repr__(self) -> str:
+        return f"CompiledMapping({self.name!r}, {len(self._rules)} event types)"
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """The provider event types this file maps, in file order."""
+        return tuple(self._rules)
+
+    def rules(self, event_type: str) -> tuple[Rule, ...] | None:
+        return self._rules.get(event_type)
+
+    def evaluate(
+        self, event: InboundEvent, *, headers: Mapping[str, str], source: str, provider: str
+    ) -> list[dict[str, Any]] | None:
+        """The canonical events for `event`, or None when its type is not in this file.
+
+        Raises MappingEvalError naming the file, event type, rule and field when an expression fails, a value
+        does not fit its field, or `id` / `occurred_at` come out empty.
+        """
+        rules = self._rules.get(event.event_type)
+        if rules is None:
+            return None
+        document = event.document
+        if self.uses_headers and isinstance(document, dict):
+            document = {**document, "_headers": {key.lower(): value for key, value in headers.items()}}
+        produced: list[dict[str, Any]] = []
+        for rule in rules:
+            if rule.when is not None:
+                try:
+                    matched = rule.when(document)
+                except Exception as exc:  # any failure inside jmespath or a function: this webhook fails to map
+                    raise self._error(rule, "when", f"{_describe(exc)} (in {rule.when_text!r})") from exc
+                if is_false(matched):
+                    continue
+            produced.append(self._emit(rule, document, event, source, provider))
+        return produced
+
+    def _emit(self, rule: Rule, document: Any, event: InboundEvent, source: str, provider: str) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for plan in rule.fields:
+            try:
+                value = plan.get(document)
+            except Exception as exc:
+                raise self._error(rule, plan.path, f"{_describe(exc)} (in {plan.expression!r})") from exc
+            if value is None:
+                continue
+            if plan.coerce is not None:
+                try:
+                    value = plan.coerce(value)
+                except FieldValueError as exc:
+                    raise self._error(rule, plan.path, f"{exc} (from {plan.expression!r})") from None
+            if plan.copy and isinstance(value, dict):
+                value = dict(value)
+            set_path(values, plan.path, value)
+        for required in ("id", "occurred_at"):
+            if required not in values:
+                text = next((plan.expression for plan in rule.fields if plan.path == required), None)
+                why = f"{text!r} gave null" if text else "no expression sets it"
+                raise self._error(rule, required, f"required, but {why}")
+        return {
+            "name": rule.name,
+            "id": values.pop("id"),
+            "occurred_at": values.pop("occurred_at"),
+            "source": {
+                "name": source,
+                "provider": provider,
+                "webhook_id": event.event_id,
+                "webhook_type": event.event_type,
+            },
+            **values,
+        }
+
+    def _error(self, rule: Rule, field: str, detail: str) -> MappingEvalError:
+        return MappingEvalError(
+            f"{self.path}:{rule.line}: {rule.event_type} rule {rule.index} ({rule.name}): {field}: {detail}"
+        )
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+class MappingSet:
+    """Every mapping file of a directory, compiled, by name (the file stem)."""
+
+    __slots__ = ("_mappings", "hashes", "version")
+
+    def __init__(self, mappings: Mapping[str, CompiledMapping], version: str) -> None:
+        self._mappings = dict(sorted(mappings.items()))
+        self.hashes: dict[str, str] = {name: m.content_hash for name, m in self._mappings.items()}
+        self.version = version
+
+    def __repr__(self) -> str:
+        return f"MappingSet({list(self._mappings)}, version={self.version[:12]})"
+
+    def __len__(self) -> int:
+        return len(self._mappings)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._mappings
+
+    def get(self, name: str) -> CompiledMapping | None:
+        return self._mappings.get(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._mappings)
