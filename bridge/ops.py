@@ -84,19 +84,27 @@ def routes(state: BridgeState) -> list[Route]:
             return _json({"status": "unavailable", "outbox": str(exc)}, 503)
         return _json({"status": "ready"})
 
+    async def full_stats() -> dict[str, Any]:
+        """Outbox stats with every configured destination present, zeros included."""
+        stats = await outbox().stats(state.clock.now())
+        zero = {"pending": 0, "in_flight": 0, "delivered": 0, "dead": 0, "oldest_pending_age_seconds": None}
+        per = stats.setdefault("destinations", {})
+        for name in state.destinations:
+            per.setdefault(name, {**zero, "last_success_at": None, "last_failure_at": None})
+        return stats
+
     async def metrics(request: Request) -> Response:
         stats = None
         if state.outbox is not None:
             try:
-                stats = await state.outbox.stats(state.clock.now())
+                stats = await full_stats()
             except OutboxError:
                 stats = None
         lanes = state.dispatcher.lane_stats() if state.dispatcher else {}
         return PlainTextResponse(state.metrics.render(stats, lanes), media_type="text/plain; version=0.0.4")
 
     async def outbox_status(request: Request) -> Response:
-        stats = await outbox().stats(state.clock.now())
-        return _json(stats)
+        return _json(await full_stats())
 
     def filters(params: Any) -> tuple[str | None, str | None]:
         status = params.get("status") or None
