@@ -99,6 +99,7 @@ class Dispatcher:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
+        self._claims = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -123,12 +124,14 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._sends, return_exceptions=True)
         self._tasks.clear()
-        leftovers = [d.id for lane in self.lanes.values() for d in lane.queue]
+        leftovers: dict[str, list[int]] = {}
         for lane in self.lanes.values():
+            for delivery in lane.queue:
+                leftovers.setdefault(delivery.lease_owner, []).append(delivery.id)
             lane.queue.clear()
-        if leftovers:
+        for token, ids in leftovers.items():
             with contextlib.suppress(OutboxError):
-                await self.outbox.release(leftovers, self.owner)
+                await self.outbox.release(ids, token)
 
     def wake(self, destinations: Sequence[str] | None = None) -> None:
         """New work may be due (after an ingest commit, an ops retry, or a clock change in tests)."""
@@ -167,7 +170,10 @@ class Dispatcher:
             if room <= 0 or not lane.may_have_work:
                 continue
             want = min(room, self.settings.claim_batch)
-            claimed = await self.outbox.claim(name, want, now, self.settings.lease_seconds, self.owner)
+            # a fresh token per claim: a completion for a lease we lost and took back later is still fenced off
+            self._claims += 1
+            token = f"{self.owner}:{self._claims}"
+            claimed = await self.outbox.claim(name, want, now, self.settings.lease_seconds, token)
             if claimed:
                 lane.queue.extend(claimed)
                 lane.ready.set()
@@ -289,7 +295,7 @@ class Dispatcher:
             results.append(
                 AttemptResult(
                     delivery_id=delivery.id,
-                    owner=self.owner,
+                    owner=delivery.lease_owner,
                     started_at=started,
                     verdict=verdict,  # type: ignore[arg-type]
                     next_attempt_at=next_at,

@@ -179,3 +179,38 @@ class Outbox(Protocol):
     async def get_webhook(self, webhook_id: int) -> dict[str, Any] | None:
         """One webhook with its raw body (bytes), headers and events (decoded), and its deliveries' summaries."""
         ...
+
+    async def list_webhooks(
+        self,
+        *,
+        source: str | None = None,
+        event_type: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Webhooks newest first (id descending) after `cursor`, without bodies; received_at in [since, until)."""
+        ...
+
+    async def update_webhook_mapping(
+        self,
+        webhook_id: int,
+        status: str,
+        error: str | None,
+        events: bytes,
+        deliveries: Sequence[NewDelivery],
+        *,
+        now: float,
+        force: bool = False,
+    ) -> dict[str, int]:
+        """Replay: set the webhook's status/error/events and add `deliveries` (due at `now`), skipping those whose
+        (destination, event_name, event_id) exists; with `force` an existing delivered or dead one is reset to
+        pending. One transaction. Returns {"created", "skipped", "reset"}; OutboxError if there is no such webhook."""
+        ...
+
+    async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> int:
+        """Delete finished deliveries (and their attempts) last updated before `before`, then webhooks received
+        before `before` with no deliveries left. Returns the number of deliveries deleted."""
+        ...

@@ -78,8 +78,8 @@ CLAIM_COLUMNS = (
     "next_attempt_at",
 )
 
-#: purge deletes at most this many rows per transaction, so a large purge never stalls ingest
-PURGE_CHUNK = 2000
+#: bulk retry and purge touch at most this many rows per transaction, so they never stall ingest for long
+BULK_CHUNK = 2000
 
 
 def clean_text(value: str | None, *, strip_nul: bool = False) -> str | None:
@@ -262,6 +262,18 @@ def full_webhook(
     out["events"] = decode_json(events)
     out["deliveries"] = [delivery_dict(delivery) for delivery in deliveries]
     return out
+
+
+def where(conditions: Sequence[tuple[str, str, Any]], *, numbered: bool) -> tuple[str, list[Any]]:
+    """A WHERE clause (without the keyword) over the conditions whose value is not None, with `?` or `$n`
+    placeholders, and its parameters."""
+    clauses: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    for column, op, value in conditions:
+        if value is not None:
+            params.append(value)
+            clauses.append(f"{column} {op} {'$' + str(len(params)) if numbered else '?'}")
+    return " AND ".join(clauses), params
 
 
 def page(rows: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], int | None]:

@@ -1,0 +1,80 @@
+"""Outbox storage: pick the implementation from the configured URL.
+
+    sqlite:///relative/path.db        a path relative to the working directory (everything after "sqlite:///")
+    sqlite:////var/lib/bridge/o.db    an absolute path (four slashes: "sqlite:///" + "/var/lib/...")
+    sqlite:///o.db?group_window_ms=1&max_batch=512
+                                      optional group-commit tuning (see SqliteOutbox)
+    postgresql://user:pass@host:5432/db   (or postgres://...) passed to asyncpg as is;
+                                      min_size / max_size query parameters size the connection pool
+
+This follows SQLAlchemy's convention. Percent-escapes in the path are decoded. `sqlite:///:memory:` is refused:
+an in-memory database is neither durable nor shareable with the read connection.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from bridge.errors import OutboxError
+from bridge.outbox.base import Outbox
+
+__all__ = ["open_outbox"]
+
+
+def open_outbox(url: str) -> Outbox:
+    """Build (not open) the outbox for `url`; the caller then runs `await outbox.open()` and, at the end,
+    `await outbox.close()`. Raises OutboxError for an unsupported or malformed URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        return _sqlite(url, parts.netloc, parts.path, parts.query)
+    if scheme in ("postgresql", "postgres"):
+        return _postgres(url, parts.query)
+    raise OutboxError(
+        f"unsupported outbox URL {_redact(url)!r}: use sqlite:///path/to/outbox.db or postgresql://user@host/db"
+    )
+
+
+def _sqlite(url: str, netloc: str, path: str, query: str) -> Outbox:
+    from bridge.outbox.sqlite import SqliteOutbox
+
+    if netloc or not path.startswith("/") or len(path) < 2:
+        raise OutboxError(
+            f"bad SQLite outbox URL {url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    file = unquote(path[1:])
+    if file == ":memory:":
+        raise OutboxError("the outbox cannot live in an in-memory SQLite database; give a file path")
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    try:
+        window = float(options.pop("group_window_ms", "0"))
+        max_batch = int(options.pop("max_batch", "256"))
+    except ValueError as exc:
+        raise OutboxError(f"bad SQLite outbox URL option in {url!r}: {exc}") from exc
+    if options:
+        raise OutboxError(f"unknown SQLite outbox URL option(s) {sorted(options)} in {url!r}")
+    return SqliteOutbox(file, group_window_ms=window, max_batch=max_batch)
+
+
+def _postgres(url: str, query: str) -> Outbox:
+    from bridge.outbox.postgres import PostgresOutbox
+
+    options = parse_qsl(query, keep_blank_values=True)
+    sizes = {key: value for key, value in options if key in ("min_size", "max_size")}
+    rest = [(key, value) for key, value in options if key not in ("min_size", "max_size")]
+    try:
+        min_size = int(sizes.get("min_size", "1"))
+        max_size = int(sizes.get("max_size", "10"))
+    except ValueError as exc:
+        raise OutboxError(f"bad PostgreSQL outbox URL option in {_redact(url)!r}: {exc}") from exc
+    dsn = urlunsplit(urlsplit(url)._replace(query=urlencode(rest)))
+    return PostgresOutbox(dsn, min_size=min_size, max_size=max_size)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,412 @@
+"""The PostgreSQL outbox, for several bridge replicas sharing one store.
+
+Same tables and semantics as the SQLite outbox. Differences:
+- no process lock and no reset of in-flight rows at open: other replicas hold live leases; an expired lease is
+  simply claimable again;
+- claims use `FOR UPDATE SKIP LOCKED`, so concurrent claimers take disjoint rows;
+- no group commit: PostgreSQL commits concurrent transactions together by itself; each write is one transaction;
+- migrations take a transaction-scoped advisory lock, so replicas starting together don't race.
+Transactions that hit a deadlock or serialization failure are retried a few times before giving up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from bridge.errors import OutboxError, OutboxUnavailable
+from bridge.outbox import postgres_queries as q
+from bridge.outbox import rows as r
+from bridge.outbox.base import AttemptResult, Delivery, IngestResult, NewDelivery, NewWebhook
+from bridge.outbox.postgres_schema import MIGRATIONS, migrate
+
+T = TypeVar("T")
+
+_TRANSIENT = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_ATTEMPTS = 4
+
+
+def _text(value: str | None) -> str | None:
+    return r.clean_text(value, strip_nul=True)
+
+
+def _key(d: NewDelivery) -> tuple[str | None, ...]:
+    return (_text(d.destination), _text(d.event_name), _text(d.event_id))
+
+
+class _Vanished(Exception):
+    """A row we conflicted with was deleted before we could read it: run the transaction again."""
+
+
+class PostgresOutbox:
+    """The outbox in PostgreSQL; see the module docstring. The contract is bridge.outbox.base.Outbox."""
+
+    _migrations = MIGRATIONS
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: Any = None
+
+    def __repr__(self) -> str:
+        return "PostgresOutbox(...)"  # the DSN may hold a password
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            raise OutboxError("the PostgreSQL outbox is already open")
+        try:
+            pool = await asyncpg.create_pool(self._dsn, min_size=self._min_size, max_size=self._max_size)
+        except (*_DB_ERRORS, ValueError) as exc:
+            raise OutboxUnavailable(f"cannot connect to the PostgreSQL outbox: {exc}") from exc
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn, self._migrations)
+        except _DB_ERRORS as exc:
+            await pool.close()
+            raise OutboxError(f"PostgreSQL outbox schema migration failed and was rolled back: {exc}") from exc
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=30)
+            except _DB_ERRORS:
+                pool.terminate()
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+
+    def _require_pool(self) -> Any:
+        if self._pool is None:
+            raise OutboxUnavailable("the PostgreSQL outbox is not open")
+        return self._pool
+
+    async def _write(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `work(conn)` in one transaction; retry deadlocks; errors become OutboxUnavailable."""
+        pool = self._require_pool()
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    return await work(conn)
+            except (*_TRANSIENT, _Vanished) as exc:
+                if attempt == _ATTEMPTS - 1:
+                    raise OutboxUnavailable(f"outbox write kept conflicting, nothing was stored: {exc}") from exc
+            except _DB_ERRORS as exc:
+                raise OutboxUnavailable(f"outbox write failed, nothing was stored: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Any]:
+        """A connection in a read-only repeatable-read transaction (one snapshot); errors become OutboxError."""
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                yield conn
+        except _DB_ERRORS as exc:
+            raise OutboxError(f"outbox read failed: {exc}") from exc
+
+    # -- the Outbox contract --------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        async with self._reading() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def ingest(self, webhook: NewWebhook) -> IngestResult:
+        r.check_webhook(webhook)
+        source, event_id = _text(webhook.source), _text(webhook.provider_event_id)
+        unique = r.unique_deliveries(webhook.deliveries)
+
+        async def work(conn: Any) -> IngestResult:
+            webhook_id = await conn.fetchval(
+                q.INSERT_WEBHOOK,
+                source,
+                _text(webhook.provider),
+                event_id,
+                _text(webhook.event_type),
+                webhook.received_at,
+                webhook.status,
+                _text(webhook.error),
+                webhook.headers,
+                webhook.body,
+                webhook.events,
+            )
+            if webhook_id is None:
+                existing = await conn.fetchval(q.FIND_WEBHOOK, source, event_id)
+                if existing is None:
+                    raise _Vanished(f"webhook {source}/{event_id}")
+                return IngestResult(int(existing), True, 0)
+            created = await self._insert_deliveries(conn, int(webhook_id), unique, webhook.received_at)
+            return IngestResult(int(webhook_id), False, len(created))
+
+        return await self._write(work)
+
+    @staticmethod
+    async def _insert_deliveries(conn: Any, webhook_id: int, deliveries: Sequence[NewDelivery], now: float) -> Any:
+        if not deliveries:
+            return []
+        return await conn.fetch(
+            q.INSERT_DELIVERIES,
+            webhook_id,
+            [_text(d.destination) for d in deliveries],
+            [_text(d.event_name) for d in deliveries],
+            [_text(d.event_id) for d in deliveries],
+            [d.payload for d in deliveries],
+            now,
+        )
+
+    async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
+        if limit <= 0:
+            return []
+
+        async def work(conn: Any) -> list[Delivery]:
+            rows = await conn.fetch(q.CLAIM, destination, now, limit, owner, now + lease_seconds)
+            return r.sort_claimed(rows)
+
+        return await self._write(work)
+
+    async def complete(self, results: Sequence[AttemptResult]) -> list[bool]:
+        if not results:
+            return []
+        r.check_results(results)
+        flat = list(results)
+
+        async def work(conn: Any) -> list[bool]:
+            applied = [False] * len(flat)
+            for round_ in r.unique_rounds(flat):
+                chosen = [flat[i] for i in round_]
+                done = await conn.fetch(
+                    q.COMPLETE,
+                    [x.delivery_id for x in chosen],
+                    [x.owner for x in chosen],
+                    [x.verdict for x in chosen],
+                    [r.retry_at(x) for x in chosen],
+                    [x.status_code for x in chosen],
+                    [_text(x.error) for x in chosen],
+                    [r.finished_at(x) for x in chosen],
+                )
+                done_ids = {int(row[0]) for row in done}
+                for i in round_:
+                    applied[i] = flat[i].delivery_id in done_ids
+            await conn.execute(
+                q.INSERT_ATTEMPTS,
+                [x.delivery_id for x in flat],
+                [x.started_at for x in flat],
+                [x.status_code for x in flat],
+                [x.latency_ms for x in flat],
+                [_text(x.error) for x in flat],
+                [_text(x.response_excerpt) for x in flat],
+                [x.verdict for x in flat],
+                [_text(x.owner) for x in flat],
+                applied,
+            )
+            await conn.execute(
+                q.RECORD_ACTIVITY,
+                [x.delivery_id for x in flat],
+                [x.verdict for x in flat],
+                [r.finished_at(x) for x in flat],
+            )
+            return applied
+
+        return await self._write(work)
+
+    async def release(self, delivery_ids: Sequence[int], owner: str) -> int:
+        if not delivery_ids:
+            return 0
+
+        async def work(conn: Any) -> int:
+            return len(await conn.fetch(q.RELEASE, list(delivery_ids), owner))
+
+        return await self._write(work)
+
+    async def next_due_at(self, destination: str | None = None) -> float | None:
+        async with self._reading() as conn:
+            if destination is None:
+                value = await conn.fetchval(q.NEXT_DUE_ALL)
+            else:
+                value = await conn.fetchval(q.NEXT_DUE_ONE, destination)
+        return r.as_float(value)
+
+    async def destinations_with_due_work(self, now: float) -> list[str]:
+        async with self._reading() as conn:
+            rows = await conn.fetch(q.DUE_DESTINATIONS, now)
+        return sorted(str(row[0]) for row in rows)
+
+    async def stats(self, now: float) -> dict[str, Any]:
+        async with self._reading() as conn:
+            counts = await conn.fetch(q.STATS_COUNTS)
+            oldest = await conn.fetch(q.STATS_OLDEST)
+            activity = await conn.fetch(q.STATS_ACTIVITY)
+            webhooks = await conn.fetch(q.STATS_WEBHOOKS)
+        return r.build_stats(now, counts, oldest, activity, webhooks)
+
+    async def list_deliveries(
+        self,
+        *,
+        status: str | None = None,
+        destination: str | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        r.check_delivery_status(status)
+        r.check_limit(limit)
+        filters = [("status", "=", status), ("destination", "=", destination), ("id", "<", cursor)]
+        where, params = r.where(filters, numbered=True)
+        params.append(limit + 1)
+        sql = f"SELECT {q.DELIVERY_SELECT} FROM deliveries WHERE {where} ORDER BY id DESC LIMIT ${len(params)}"
+        async with self._reading() as conn:
+            rows = await conn.fetch(sql, *params)
+        return r.page([r.delivery_dict(tuple(row)) for row in rows], limit)
+
+    async def get_delivery(self, delivery_id: int) -> dict[str, Any] | None:
+        async with self._reading() as conn:
+            row = await conn.fetchrow(q.GET_DELIVERY, delivery_id)
+            if row is None:
+                return None
+            attempts = await conn.fetch(q.GET_ATTEMPTS, delivery_id)
+        values = tuple(row)
+        return r.full_delivery(values[:-1], values[-1], [tuple(a) for a in attempts])
+
+    async def retry(
+        self,
+        now: float,
+        *,
+        ids: Sequence[int] | None = None,
+        status: str | None = "dead",
+        destination: str | None = None,
+    ) -> int:
+        statuses = list(r.retry_statuses(ids, status))
+        if ids is not None:
+            unique = list(dict.fromkeys(ids))
+
+            async def by_ids(conn: Any) -> int:
+                return len(await conn.fetch(q.RETRY_IDS, now, unique, statuses))
+
+            return await self._write(by_ids) if unique else 0
+        sql = q.retry_filter(destination is not None)
+        extra = [destination] if destination is not None else []
+
+        async def chunk(conn: Any) -> int:
+            return len(await conn.fetch(sql, now, statuses, r.BULK_CHUNK, *extra))
+
+        total = 0
+        while True:  # chunked, so a bulk retry holds few row locks at a time
+            n = await self._write(chunk)
+            total += n
+            if n < r.BULK_CHUNK:
+                return total
+
+    async def get_webhook(self, webhook_id: int) -> dict[str, Any] | None:
+        async with self._reading() as conn:
+            row = await conn.fetchrow(q.GET_WEBHOOK, webhook_id)
+            if row is None:
+                return None
+            deliveries = await conn.fetch(q.WEBHOOK_DELIVERIES, webhook_id)
+        values = tuple(row)
+        return r.full_webhook(values[:-3], values[-3], values[-2], values[-1], [tuple(d) for d in deliveries])
+
+    # -- additions beyond base.Outbox (ops and replay) ----------------------------------------------------------
+
+    async def list_webhooks(
+        self,
+        *,
+        source: str | None = None,
+        event_type: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Webhooks newest first (id descending) after `cursor`, without bodies; received_at in [since, until)."""
+        r.check_webhook_status(status)
+        r.check_limit(limit)
+        where, params = r.where(
+            [
+                ("source", "=", source),
+                ("event_type", "=", event_type),
+                ("status", "=", status),
+                ("received_at", ">=", since),
+                ("received_at", "<", until),
+                ("id", "<", cursor),
+            ],
+            numbered=True,
+        )
+        params.append(limit + 1)
+        sql = f"SELECT {q.WEBHOOK_SUMMARY_SELECT} FROM webhooks WHERE {where} ORDER BY id DESC LIMIT ${len(params)}"
+        async with self._reading() as conn:
+            rows = await conn.fetch(sql, *params)
+        return r.page([r.webhook_summary(tuple(row)) for row in rows], limit)
+
+    async def update_webhook_mapping(
+        self,
+        webhook_id: int,
+        status: str,
+        error: str | None,
+        events: bytes,
+        deliveries: Sequence[NewDelivery],
+        *,
+        now: float,
+        force: bool = False,
+    ) -> dict[str, int]:
+        """See SqliteOutbox.update_webhook_mapping."""
+        r.check_webhook_status(status)
+        unique = r.unique_deliveries(deliveries)
+
+        async def work(conn: Any) -> dict[str, int]:
+            if await conn.fetchval(q.REMAP_WEBHOOK, status, _text(error), events, webhook_id) is None:
+                raise OutboxError(f"webhook {webhook_id} does not exist")  # rolls the transaction back
+            inserted = {tuple(row) for row in await self._insert_deliveries(conn, webhook_id, unique, now)}
+            reset = 0
+            if force:
+                rest = [d for d in unique if _key(d) not in inserted]
+                if rest:
+                    reset = len(
+                        await conn.fetch(
+                            q.RESET_DELIVERIES,
+                            [_text(d.destination) for d in rest],
+                            [_text(d.event_name) for d in rest],
+                            [_text(d.event_id) for d in rest],
+                            [d.payload for d in rest],
+                            now,
+                        )
+                    )
+            return {"created": len(inserted), "skipped": len(deliveries) - len(inserted) - reset, "reset": reset}
+
+        return await self._write(work)
+
+    async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> int:
+        """See SqliteOutbox.purge."""
+        chosen = list(r.check_purge_statuses(statuses))
+
+        after_id = 0
+
+        async def deliveries_chunk(conn: Any) -> tuple[int, int]:
+            ids = [int(row[0]) for row in await conn.fetch(q.PURGEABLE, chosen, before, r.BULK_CHUNK, after_id)]
+            if ids:
+                await conn.execute(q.PURGE_ATTEMPTS, ids)
+                await conn.execute(q.PURGE_DELIVERIES, ids)
+            return len(ids), max(ids, default=after_id)
+
+        async def webhooks_chunk(conn: Any) -> int:
+            return len(await conn.fetch(q.PURGE_WEBHOOKS, before, r.BULK_CHUNK))
+
+        deleted = 0
+        while chosen:
+            n, after_id = await self._write(deliveries_chunk)
+            deleted += n
+            if n < r.BULK_CHUNK:
+                break
+        while await self._write(webhooks_chunk) >= r.BULK_CHUNK:
+            pass
+        return deleted

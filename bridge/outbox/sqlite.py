@@ -1,0 +1,356 @@
+"""The embedded SQLite outbox (the default).
+
+- One process only: `open` takes an exclusive `fcntl.flock` on `<db path>.lock` (non-blocking); a second opener
+  gets OutboxLocked. Because of that lock, rows still `in_flight` at open belong to a dead process, so `open` puts
+  them back to `pending` (no attempt counted; their next_attempt_at is unchanged, so they are due at once).
+- Durability: WAL with `synchronous=FULL` on the writer, checked after it is set (T3): a webhook is acknowledged
+  only after its commit reached the disk.
+- Writes go through one writer task with group commit (see sqlite_writer.py). Reads use a second, read-only
+  connection, so ops queries and the dispatcher's polling never wait behind the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiosqlite
+
+from bridge.errors import OutboxError, OutboxLocked, OutboxUnavailable
+from bridge.outbox import rows as r
+from bridge.outbox import sqlite_queries as q
+from bridge.outbox.base import AttemptResult, Delivery, IngestResult, NewDelivery, NewWebhook
+from bridge.outbox.sqlite_schema import MIGRATIONS, READER_PRAGMAS, WRITER_PRAGMAS, apply_pragmas, migrate
+from bridge.outbox.sqlite_writer import BatchWriter, log
+
+
+class SqliteOutbox:
+    """The outbox in one SQLite file. See the module docstring; the contract is bridge.outbox.base.Outbox."""
+
+    _writer_pragmas: tuple[str, ...] = WRITER_PRAGMAS
+    _migrations = MIGRATIONS
+
+    def __init__(self, path: str | Path, *, group_window_ms: float = 0.0, max_batch: int = 256) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._group_window_ms = group_window_ms
+        self._max_batch = max_batch
+        self._lock_fd: int | None = None
+        self._write: aiosqlite.Connection | None = None
+        self._read: aiosqlite.Connection | None = None
+        self._read_lock = asyncio.Lock()
+        self._writer: BatchWriter | None = None
+        #: in-flight deliveries put back to pending by the last open (they belonged to a dead process)
+        self.recovered_in_flight = 0
+
+    def __repr__(self) -> str:
+        return f"SqliteOutbox({str(self.path)!r})"
+
+    # -- counters for benchmarks and metrics ----------------------------------------------------------------
+
+    @property
+    def stats_commits(self) -> int:
+        """Write transactions committed so far."""
+        return self._writer.commits if self._writer else 0
+
+    @property
+    def stats_ops(self) -> int:
+        """Write operations (ingest, claim, complete, ...) in those transactions; ops/commit is the grouping."""
+        return self._writer.ops if self._writer else 0
+
+    @property
+    def stats_failed_batches(self) -> int:
+        return self._writer.failed_batches if self._writer else 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            raise OutboxError(f"{self!r} is already open")
+        self._take_lock()
+        try:
+            self._write = await self._connect(self.path, isolation_level=None, cached_statements=512)
+            await apply_pragmas(self._write, self._writer_pragmas, writer=True)
+            await migrate(self._write, self._migrations)
+            recovered = list(await self._write.execute_fetchall(q.RESET_IN_FLIGHT))
+            self.recovered_in_flight = len(recovered)
+            if recovered:
+                log.warning("outbox: %d in-flight deliveries of a previous run put back to pending", len(recovered))
+            uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+            self._read = await self._connect(uri, uri=True, isolation_level=None)
+            await apply_pragmas(self._read, READER_PRAGMAS, writer=False)
+            self._writer = BatchWriter(
+                self._write,
+                group_window_ms=self._group_window_ms,
+                max_batch=self._max_batch,
+                variable_limit=_variable_limit(),
+            )
+            self._writer.start()
+        except sqlite3.Error as exc:
+            await self._disconnect()
+            raise OutboxError(f"cannot open the SQLite outbox {str(self.path)!r}: {exc}") from exc
+        except BaseException:
+            await self._disconnect()
+            raise
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        await self._disconnect()
+
+    async def _connect(self, target: str | Path, **kwargs: Any) -> aiosqlite.Connection:
+        try:
+            return await aiosqlite.connect(target, **kwargs)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open the SQLite outbox {str(self.path)!r}: {exc}") from exc
+
+    async def _disconnect(self) -> None:
+        for conn in (self._read, self._write):
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await conn.close()
+        self._read = self._write = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def _take_lock(self) -> None:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutboxError(f"cannot create the outbox lock file {str(self.lock_path)!r}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise OutboxLocked(
+                f"the SQLite outbox {str(self.path)!r} is in use by another process (pid {holder}, lock file "
+                f"{str(self.lock_path)!r}); SQLite supports one bridge process, use PostgreSQL for several"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+
+    async def _submit(self, kind: str, arg: Any) -> Any:
+        if self._writer is None:
+            raise OutboxUnavailable(f"{self!r} is not open")
+        return await self._writer.submit(kind, arg)
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The read connection inside one read transaction (a consistent snapshot); errors become OutboxError."""
+        if self._read is None:
+            raise OutboxUnavailable(f"{self!r} is not open")
+        async with self._read_lock:
+            conn = self._read
+            try:
+                await conn.execute_fetchall("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    await conn.execute_fetchall("COMMIT")
+            except (sqlite3.Error, ValueError) as exc:
+                raise OutboxError(f"outbox read failed: {exc}") from exc
+
+    @staticmethod
+    async def _all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        return list(await conn.execute_fetchall(sql, params))
+
+    # -- the Outbox contract --------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        if self._writer is None or not self._writer.running:
+            raise OutboxUnavailable(f"{self!r} is not open or its writer stopped")
+        async with self._reading() as conn:
+            await self._all(conn, "SELECT 1")
+
+    async def ingest(self, webhook: NewWebhook) -> IngestResult:
+        r.check_webhook(webhook)
+        result: IngestResult = await self._submit("ingest", webhook)
+        return result
+
+    async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
+        if limit <= 0:
+            return []
+        claimed: list[Delivery] = await self._submit("claim", (destination, limit, now, lease_seconds, owner))
+        return claimed
+
+    async def complete(self, results: Sequence[AttemptResult]) -> list[bool]:
+        if not results:
+            return []
+        r.check_results(results)
+        applied: list[bool] = await self._submit("complete", list(results))
+        return applied
+
+    async def release(self, delivery_ids: Sequence[int], owner: str) -> int:
+        if not delivery_ids:
+            return 0
+        released: int = await self._submit("release", (list(delivery_ids), owner))
+        return released
+
+    async def next_due_at(self, destination: str | None = None) -> float | None:
+        async with self._reading() as conn:
+            if destination is None:
+                rows = await self._all(conn, q.NEXT_DUE_ALL)
+            else:
+                rows = await self._all(conn, q.NEXT_DUE_ONE, {"destination": destination})
+        return r.as_float(rows[0][0]) if rows else None
+
+    async def destinations_with_due_work(self, now: float) -> list[str]:
+        async with self._reading() as conn:
+            rows = await self._all(conn, q.DUE_DESTINATIONS, {"now": now})
+        return sorted(str(row[0]) for row in rows)
+
+    async def stats(self, now: float) -> dict[str, Any]:
+        async with self._reading() as conn:
+            counts = await self._all(conn, q.STATS_COUNTS)
+            oldest = await self._all(conn, q.STATS_OLDEST)
+            activity = await self._all(conn, q.STATS_ACTIVITY)
+            webhooks = await self._all(conn, q.STATS_WEBHOOKS)
+        return r.build_stats(now, counts, oldest, activity, webhooks)
+
+    async def list_deliveries(
+        self,
+        *,
+        status: str | None = None,
+        destination: str | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        r.check_delivery_status(status)
+        r.check_limit(limit)
+        filters = [("status", "=", status), ("destination", "=", destination), ("id", "<", cursor)]
+        where, params = r.where(filters, numbered=False)
+        sql = f"SELECT {q.DELIVERY_SELECT} FROM deliveries WHERE {where} ORDER BY id DESC LIMIT ?"
+        async with self._reading() as conn:
+            rows = await self._all(conn, sql, [*params, limit + 1])
+        return r.page([r.delivery_dict(row) for row in rows], limit)
+
+    async def get_delivery(self, delivery_id: int) -> dict[str, Any] | None:
+        async with self._reading() as conn:
+            rows = await self._all(conn, q.GET_DELIVERY, [delivery_id])
+            if not rows:
+                return None
+            attempts = await self._all(conn, q.GET_ATTEMPTS, [delivery_id])
+        row = rows[0]
+        return r.full_delivery(row[:-1], row[-1], attempts)
+
+    async def retry(
+        self,
+        now: float,
+        *,
+        ids: Sequence[int] | None = None,
+        status: str | None = "dead",
+        destination: str | None = None,
+    ) -> int:
+        statuses = r.retry_statuses(ids, status)
+        if ids is not None:
+            total = 0
+            unique = list(dict.fromkeys(ids))
+            for start in range(0, len(unique), r.BULK_CHUNK):
+                chunk = unique[start : start + r.BULK_CHUNK]
+                total += int(await self._submit("retry_ids", (now, chunk, statuses)))
+            return total
+        total = 0
+        while True:  # chunked, so a bulk retry of a large dead-letter queue never stalls ingest
+            n = int(await self._submit("retry_filter", (now, statuses, destination, r.BULK_CHUNK)))
+            total += n
+            if n < r.BULK_CHUNK:
+                return total
+
+    async def get_webhook(self, webhook_id: int) -> dict[str, Any] | None:
+        async with self._reading() as conn:
+            rows = await self._all(conn, q.GET_WEBHOOK, [webhook_id])
+            if not rows:
+                return None
+            deliveries = await self._all(conn, q.WEBHOOK_DELIVERIES, [webhook_id])
+        row = rows[0]
+        return r.full_webhook(row[:-3], row[-3], row[-2], row[-1], deliveries)
+
+    # -- additions beyond base.Outbox (ops and replay) ----------------------------------------------------------
+
+    async def list_webhooks(
+        self,
+        *,
+        source: str | None = None,
+        event_type: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Webhooks newest first (id descending) after `cursor`, without bodies; received_at in [since, until)."""
+        r.check_webhook_status(status)
+        r.check_limit(limit)
+        filters = [
+            ("source", "=", source),
+            ("event_type", "=", event_type),
+            ("status", "=", status),
+            ("received_at", ">=", since),
+            ("received_at", "<", until),
+            ("id", "<", cursor),
+        ]
+        where, params = r.where(filters, numbered=False)
+        sql = f"SELECT {q.WEBHOOK_SUMMARY_SELECT} FROM webhooks WHERE {where} ORDER BY id DESC LIMIT ?"
+        async with self._reading() as conn:
+            rows = await self._all(conn, sql, [*params, limit + 1])
+        return r.page([r.webhook_summary(row) for row in rows], limit)
+
+    async def update_webhook_mapping(
+        self,
+        webhook_id: int,
+        status: str,
+        error: str | None,
+        events: bytes,
+        deliveries: Sequence[NewDelivery],
+        *,
+        now: float,
+        force: bool = False,
+    ) -> dict[str, int]:
+        """Replay: set the webhook's status/error/events and add `deliveries` (due at `now`), skipping those whose
+        (destination, event_name, event_id) exists; with `force`, an existing delivered or dead one is reset to
+        pending due now with the new payload. One transaction. Returns {"created", "skipped", "reset"}.
+        Raises OutboxError if the webhook does not exist."""
+        r.check_webhook_status(status)
+        arg = (webhook_id, status, error, events, list(deliveries), now, force)
+        counts: dict[str, int] = await self._submit("remap", arg)
+        return counts
+
+    async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> int:
+        """Delete deliveries in `statuses` (delivered and/or dead) last updated before `before`, with their attempts,
+        then webhooks received before `before` that have no deliveries left (ignored and mapping_failed ones too).
+        Works in chunks of BULK_CHUNK rows per transaction. Returns the number of deliveries deleted.
+
+        Purging forgets dedup keys: keep `before` older than the providers' retry window (Stripe: 3 days)."""
+        chosen = r.check_purge_statuses(statuses)
+        deleted = 0
+        after_id = 0
+        while chosen:
+            n, after_id = await self._submit("purge_deliveries", (after_id, before, chosen, r.BULK_CHUNK))
+            deleted += n
+            if n < r.BULK_CHUNK:
+                break
+        while int(await self._submit("purge_webhooks", (before, r.BULK_CHUNK))) >= r.BULK_CHUNK:
+            pass
+        return deleted
+
+
+def _variable_limit() -> int:
+    """The most `?` one statement may hold in this SQLite build (chunks multi-row statements under it)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        return int(conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    finally:
+        conn.close()

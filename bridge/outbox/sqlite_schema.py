@@ -1,0 +1,174 @@
+"""SQLite outbox schema: connection settings and versioned migrations.
+
+`schema_version` holds one row per applied migration. Each migration runs in its own `BEGIN IMMEDIATE`
+transaction together with the insert of its version row, so a crash mid-migration leaves the previous version
+and the next open simply runs it again. Migrations are append-only: never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from bridge.errors import OutboxError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+#: run on every connection that writes; journal_mode and synchronous are read back and checked afterwards (T3)
+WRITER_PRAGMAS: tuple[str, ...] = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=ON",
+)
+READER_PRAGMAS: tuple[str, ...] = ("PRAGMA busy_timeout=5000",)
+
+_STATUS_CHECK = "CHECK (status IN ('pending', 'in_flight', 'delivered', 'dead'))"
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        (
+            """CREATE TABLE webhooks (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                source TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                provider_event_id TEXT NOT NULL,
+                event_type TEXT NOT NULL,
+                received_at REAL NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('accepted', 'ignored', 'mapping_failed')),
+                error TEXT,
+                headers BLOB NOT NULL,
+                body BLOB NOT NULL,
+                events BLOB NOT NULL,
+                UNIQUE (source, provider_event_id)
+            )""",
+            "CREATE INDEX webhooks_status ON webhooks (status)",
+            "CREATE INDEX webhooks_received_at ON webhooks (received_at)",
+            f"""CREATE TABLE deliveries (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                webhook_id INTEGER NOT NULL REFERENCES webhooks (id),
+                destination TEXT NOT NULL,
+                event_name TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                status TEXT NOT NULL {_STATUS_CHECK},
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at REAL NOT NULL,
+                lease_until REAL,
+                lease_owner TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                delivered_at REAL,
+                last_status_code INTEGER,
+                last_error TEXT,
+                UNIQUE (destination, event_name, event_id)
+            )""",
+            # claim (pending part), next_due_at, stats counts; the rowid is the implicit last key, so
+            # ORDER BY next_attempt_at, id is read straight off the index
+            "CREATE INDEX deliveries_due ON deliveries (destination, status, next_attempt_at)",
+            # claim (expired-lease part): only in-flight rows, so it stays tiny
+            "CREATE INDEX deliveries_lease ON deliveries (destination, lease_until) WHERE status = 'in_flight'",
+            "CREATE INDEX deliveries_webhook ON deliveries (webhook_id)",
+            """CREATE TABLE attempts (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                delivery_id INTEGER NOT NULL REFERENCES deliveries (id),
+                started_at REAL NOT NULL,
+                status_code INTEGER,
+                latency_ms REAL,
+                error TEXT,
+                response_excerpt TEXT,
+                verdict TEXT NOT NULL CHECK (verdict IN ('delivered', 'retry', 'dead')),
+                lease_owner TEXT NOT NULL,
+                applied INTEGER NOT NULL
+            )""",
+            "CREATE INDEX attempts_delivery ON attempts (delivery_id)",
+            """CREATE TABLE destination_activity (
+                destination TEXT PRIMARY KEY,
+                last_success_at REAL,
+                last_failure_at REAL
+            )""",
+        ),
+    ),
+)
+
+
+async def _one(conn: aiosqlite.Connection, sql: str) -> Any:
+    rows = list(await conn.execute_fetchall(sql))
+    return rows[0][0] if rows else None
+
+
+async def apply_pragmas(conn: aiosqlite.Connection, pragmas: tuple[str, ...], *, writer: bool) -> None:
+    """Run the pragmas; on the writer, fail unless WAL and synchronous=FULL really took effect (T3)."""
+    for pragma in pragmas:
+        await conn.execute_fetchall(pragma)
+    if not writer:
+        return
+    journal_mode = str(await _one(conn, "PRAGMA journal_mode")).lower()
+    synchronous = await _one(conn, "PRAGMA synchronous")
+    foreign_keys = await _one(conn, "PRAGMA foreign_keys")
+    if journal_mode != "wal":
+        raise OutboxError(
+            f"SQLite outbox needs journal_mode=wal but got {journal_mode!r} "
+            "(is the database on a filesystem without shared-memory support?)"
+        )
+    if synchronous != 2:
+        raise OutboxError(
+            f"SQLite outbox needs synchronous=FULL (2) so acknowledged webhooks survive power loss; got {synchronous!r}"
+        )
+    if foreign_keys != 1:
+        raise OutboxError("SQLite outbox needs foreign_keys=ON")
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    exists = await _one(conn, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+    if not exists:
+        return 0
+    return int(await _one(conn, "SELECT coalesce(max(version), 0) FROM schema_version"))
+
+
+async def migrate(conn: aiosqlite.Connection, migrations: tuple[Migration, ...]) -> int:
+    """Apply pending migrations, one transaction each; returns the schema version. Idempotent."""
+    await conn.execute_fetchall(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+    )
+    current = await schema_version(conn)
+    newest = max((m.version for m in migrations), default=0)
+    if current > newest:
+        raise OutboxError(
+            f"the outbox database is at schema version {current} but this bridge knows only up to {newest}; "
+            "run a newer bridge or restore a matching backup"
+        )
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version <= current:
+            continue
+        await conn.execute_fetchall("BEGIN IMMEDIATE")
+        try:
+            for statement in migration.statements:
+                await conn.execute_fetchall(statement)
+            await conn.execute_fetchall(
+                "INSERT INTO schema_version (version, name) VALUES (?, ?)", (migration.version, migration.name)
+            )
+            await conn.execute_fetchall("COMMIT")
+        except BaseException as exc:
+            try:
+                await conn.execute_fetchall("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise OutboxError(
+                    f"schema migration {migration.version} ({migration.name}) failed and was rolled back: {exc}"
+                ) from exc
+            raise
+        current = migration.version
+    return current

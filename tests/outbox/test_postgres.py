@@ -1,0 +1,116 @@
+"""What only the PostgreSQL outbox promises: several replicas on one database."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+
+from bridge.errors import OutboxUnavailable
+from bridge.outbox.postgres import PostgresOutbox
+from tests.outbox.support import T0, delivery, result, webhook
+
+pytestmark = pytest.mark.postgres
+
+Replicas = Callable[[int], Awaitable[list[PostgresOutbox]]]
+
+
+@pytest.fixture
+async def replicas(pg_dsn: str) -> AsyncIterator[Replicas]:
+    """Open n outboxes on one fresh database, as n bridge processes would (each with its own pool)."""
+    opened: list[PostgresOutbox] = []
+
+    async def make(n: int) -> list[PostgresOutbox]:
+        batch = [PostgresOutbox(pg_dsn, min_size=1, max_size=3) for _ in range(n)]
+        await asyncio.gather(*(outbox.open() for outbox in batch))  # migrations race: the advisory lock serialises
+        opened.extend(batch)
+        return batch
+
+    yield make
+    for outbox in opened:
+        await outbox.close()
+
+
+async def test_replicas_opening_together_migrate_once(replicas: Replicas, pg_dsn: str) -> None:
+    await replicas(4)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert [tuple(r) for r in await conn.fetch("SELECT version FROM schema_version")] == [(1,)]
+    finally:
+        await conn.close()
+
+
+async def test_concurrent_claimers_never_share_a_row(replicas: Replicas) -> None:
+    outboxes = await replicas(4)
+    for i in range(0, 300, 50):
+        await asyncio.gather(
+            *(
+                outboxes[0].ingest(webhook(f"evt_{j}", delivery("conv", f"o{j}"), received_at=T0 + j))
+                for j in range(i, i + 50)
+            )
+        )
+    claimed: list[list[int]] = []
+
+    async def claimer(outbox: PostgresOutbox, owner: str) -> None:
+        mine: list[int] = []
+        while batch := await outbox.claim("conv", 7, T0 + 1000, 60, owner):
+            mine.extend(d.id for d in batch)
+            assert all(d.lease_owner == owner for d in batch)
+        claimed.append(mine)
+
+    # two claimers per replica, so rows are contended both within a pool and across pools
+    await asyncio.gather(*(claimer(outboxes[k % 4], f"w{k}") for k in range(8)))
+    everything = [i for mine in claimed for i in mine]
+    assert len(everything) == 300
+    assert len(set(everything)) == 300
+    assert sum(1 for mine in claimed if mine) > 1  # the work really was shared
+
+
+async def test_duplicates_across_replicas_store_once(replicas: Replicas) -> None:
+    a, b = await replicas(2)
+    copies = [outbox.ingest(webhook("evt_1", delivery("conv", "o1"))) for outbox in (a, b) * 10]
+    results = await asyncio.gather(*copies)
+    assert sum(not r.duplicate for r in results) == 1
+    assert len({r.webhook_id for r in results}) == 1
+
+
+async def test_overlapping_facts_from_concurrent_ingests(replicas: Replicas) -> None:
+    outboxes = await replicas(3)
+    rng = random.Random(7)
+    keys = [(dest, f"o{i}") for dest in ("conv", "zen", "ga4") for i in range(10)]
+    webhooks = []
+    for n in range(30):
+        chosen = rng.sample(keys, 8)  # random order: would deadlock without ordered inserts
+        webhooks.append(webhook(f"evt_{n}", *(delivery(dest, eid) for dest, eid in chosen)))
+    results = await asyncio.gather(*(outboxes[n % 3].ingest(w) for n, w in enumerate(webhooks)))
+    created = sum(r.deliveries_created for r in results)
+    distinct = {(d.destination, d.event_id) for w in webhooks for d in w.deliveries}
+    assert created == len(distinct)
+    rows, _ = await outboxes[0].list_deliveries(limit=1000)
+    assert len(rows) == len(distinct)
+
+
+async def test_zombie_completion_is_rejected_across_replicas(replicas: Replicas) -> None:
+    a, b = await replicas(2)
+    await a.ingest(webhook("evt_1", delivery("conv", "o1")))
+    [first] = await a.claim("conv", 1, T0, 10, "a-1")
+    [second] = await b.claim("conv", 1, T0 + 11, 10, "b-1")
+    both = await asyncio.gather(
+        a.complete([result(first, "a-1", "delivered", T0 + 12)]),
+        b.complete([result(second, "b-1", "retry", T0 + 12, next_attempt_at=T0 + 99)]),
+    )
+    assert list(both) == [[False], [True]]
+    row = await a.get_delivery(first.id)
+    assert row is not None
+    assert (row["status"], row["attempt_count"], len(row["attempts"])) == ("pending", 1, 2)
+
+
+async def test_unreachable_server_is_unavailable() -> None:
+    outbox = PostgresOutbox("postgresql://postgres@127.0.0.1:1/nothing")
+    with pytest.raises(OutboxUnavailable):
+        await outbox.open()
+    with pytest.raises(OutboxUnavailable):
+        await outbox.ingest(webhook("evt_1"))

@@ -1,0 +1,311 @@
+"""What only the SQLite outbox promises: durability settings, one process, group commit, atomic batches, plans."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import OutboxError, OutboxLocked, OutboxUnavailable
+from bridge.outbox import open_outbox
+from bridge.outbox import sqlite_queries as q
+from bridge.outbox.postgres import PostgresOutbox
+from bridge.outbox.sqlite import SqliteOutbox
+from bridge.outbox.sqlite_schema import MIGRATIONS, WRITER_PRAGMAS, Migration
+from tests.outbox.support import T0, delivery, result, webhook
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "outbox.db"
+
+
+@pytest.fixture
+async def sq(db: Path) -> AsyncIterator[SqliteOutbox]:
+    outbox = SqliteOutbox(db)
+    await outbox.open()
+    yield outbox
+    await outbox.close()
+
+
+def count(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+async def test_durability_pragmas_are_in_force(db: Path) -> None:
+    outbox = SqliteOutbox(db)
+    await outbox.open()
+    try:
+        writer = outbox._write
+        assert writer is not None
+        assert list(await writer.execute_fetchall("PRAGMA journal_mode")) == [("wal",)]
+        assert list(await writer.execute_fetchall("PRAGMA synchronous")) == [(2,)]
+        assert list(await writer.execute_fetchall("PRAGMA foreign_keys")) == [(1,)]
+        assert list(await writer.execute_fetchall("PRAGMA busy_timeout")) == [(5000,)]
+    finally:
+        await outbox.close()
+
+
+async def test_open_fails_fast_without_synchronous_full(db: Path) -> None:
+    class Normal(SqliteOutbox):
+        _writer_pragmas = tuple(p.replace("FULL", "NORMAL") for p in WRITER_PRAGMAS)
+
+    with pytest.raises(OutboxError, match="synchronous=FULL"):
+        await Normal(db).open()
+    # and the failed open released the lock
+    outbox = SqliteOutbox(db)
+    await outbox.open()
+    await outbox.close()
+
+
+async def test_open_fails_fast_without_wal(db: Path) -> None:
+    class Rollback(SqliteOutbox):
+        _writer_pragmas = tuple(p.replace("WAL", "DELETE") for p in WRITER_PRAGMAS)
+
+    with pytest.raises(OutboxError, match="journal_mode=wal"):
+        await Rollback(db).open()
+
+
+async def test_second_opener_is_refused(db: Path) -> None:
+    first = SqliteOutbox(db)
+    await first.open()
+    try:
+        with pytest.raises(OutboxLocked, match=f"another process \\(pid {os.getpid()}"):
+            await SqliteOutbox(db).open()
+        await first.ping()  # the refused opener changed nothing
+    finally:
+        await first.close()
+    second = SqliteOutbox(db)
+    await second.open()
+    await second.close()
+
+
+async def test_in_flight_rows_of_a_dead_process_are_pending_again(db: Path) -> None:
+    first = SqliteOutbox(db)
+    await first.open()
+    await first.ingest(webhook("evt_1", delivery("conv", "o1"), received_at=T0))
+    [claimed] = await first.claim("conv", 1, T0 + 1, 3600, "w1")
+    await first.close()  # as far as the file is concerned, the same as a crash
+
+    second = SqliteOutbox(db)
+    await second.open()
+    try:
+        assert second.recovered_in_flight == 1
+        [again] = await second.claim("conv", 1, T0 + 2, 30, "w2")  # due at once, long before the old lease ends
+        assert (again.id, again.attempts) == (claimed.id, 0)
+        assert await second.complete([result(claimed, "w1", "delivered", T0 + 3)]) == [False]
+    finally:
+        await second.close()
+
+
+async def test_group_commit_groups_concurrent_writes(sq: SqliteOutbox) -> None:
+    commits, ops = sq.stats_commits, sq.stats_ops
+    results = await asyncio.gather(
+        *(sq.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}"))) for i in range(100))
+    )
+    assert all(not r.duplicate and r.deliveries_created == 2 for r in results)
+    assert len({r.webhook_id for r in results}) == 100
+    assert sq.stats_ops - ops == 100
+    assert sq.stats_commits - commits <= 5
+
+
+async def test_group_window_collects_writes_arriving_a_little_later(db: Path) -> None:
+    outbox = SqliteOutbox(db, group_window_ms=50)
+    await outbox.open()
+    try:
+
+        async def late(i: int) -> None:
+            await asyncio.sleep(0.005 * (i % 4))
+            await outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}")))
+
+        await asyncio.gather(*(late(i) for i in range(20)))
+        assert outbox.stats_commits <= 2
+    finally:
+        await outbox.close()
+
+
+async def test_mixed_batch_with_duplicates_inside_it(sq: SqliteOutbox) -> None:
+    first = await sq.ingest(webhook("evt_old", delivery("conv", "o0")))
+    ingests = [
+        asyncio.create_task(sq.ingest(webhook("evt_new", delivery("conv", "o1")))),
+        asyncio.create_task(sq.ingest(webhook("evt_old", delivery("conv", "o2")))),
+        asyncio.create_task(sq.ingest(webhook("evt_new", delivery("conv", "o3")))),
+        asyncio.create_task(sq.ingest(webhook("evt_other", delivery("conv", "o1"), delivery("zen", "o1")))),
+    ]
+    claim = asyncio.create_task(sq.claim("conv", 10, T0, 30, "w1"))  # queued after them, in the same transaction
+    a, b, c, d = [await task for task in ingests]
+    claimed = await claim
+    assert sq.stats_commits == 2
+    assert (a.duplicate, a.deliveries_created) == (False, 1)
+    assert (b.duplicate, b.webhook_id) == (True, first.webhook_id)
+    assert (c.duplicate, c.webhook_id, c.deliveries_created) == (True, a.webhook_id, 0)
+    assert (d.duplicate, d.deliveries_created) == (False, 1)
+    assert sorted(x.event_id for x in claimed) == ["o0", "o1"]  # the claim saw the ingests queued before it
+
+
+async def test_failed_batch_fails_every_caller_and_writes_nothing(db: Path, sq: SqliteOutbox) -> None:
+    await sq.ingest(webhook("evt_0", delivery("conv", "o0")))
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TRIGGER boom BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    calls = [sq.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"))) for i in range(1, 11)]
+    outcomes = await asyncio.gather(*calls, sq.claim("conv", 5, T0, 30, "w1"), return_exceptions=True)
+    assert all(isinstance(o, OutboxUnavailable) for o in outcomes), outcomes
+    assert "disk on fire" in str(outcomes[0])
+    assert count(db, "webhooks") == 1
+    assert count(db, "deliveries") == 1
+    assert (await sq.get_delivery(1) or {})["status"] == "pending"  # the claim was rolled back too
+    assert sq.stats_failed_batches >= 1
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER boom")
+    again = await sq.ingest(webhook("evt_1", delivery("conv", "o1")))
+    assert not again.duplicate and again.deliveries_created == 1
+    await sq.ping()
+
+
+async def test_dropped_table_fails_the_batch_not_the_writer(db: Path, sq: SqliteOutbox) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE destination_activity")
+    await sq.ingest(webhook("evt_1", delivery("conv", "o1")))
+    [d] = await sq.claim("conv", 1, T0, 30, "w1")
+    with pytest.raises(OutboxUnavailable, match="destination_activity"):
+        await sq.complete([result(d, "w1", "delivered", T0)])
+    row = await sq.get_delivery(d.id)
+    assert row is not None
+    assert (row["status"], row["attempts"]) == ("in_flight", [])
+    await sq.ping()
+
+
+async def test_cancelled_callers_do_not_break_the_writer(sq: SqliteOutbox) -> None:
+    tasks = [asyncio.create_task(sq.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}")))) for i in range(10)]
+    tasks[3].cancel()
+    tasks[7].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(isinstance(x, asyncio.CancelledError) for x in done) == 2
+    assert not (await sq.ingest(webhook("evt_after"))).duplicate
+
+
+async def test_a_dead_writer_never_leaves_callers_waiting(sq: SqliteOutbox) -> None:
+    tasks = [asyncio.create_task(sq.ingest(webhook(f"evt_{i}"))) for i in range(10)]
+    await asyncio.sleep(0)
+    assert sq._writer is not None and sq._writer._task is not None
+    sq._writer._task.cancel()
+    outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=5)
+    assert all(isinstance(o, OutboxUnavailable) for o in outcomes), outcomes
+    with pytest.raises(OutboxUnavailable):
+        await sq.ping()
+    with pytest.raises(OutboxUnavailable):
+        await sq.ingest(webhook("evt_late"))
+
+
+async def test_close_finishes_queued_writes(db: Path) -> None:
+    outbox = SqliteOutbox(db)
+    await outbox.open()
+    tasks = [asyncio.create_task(outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}")))) for i in range(30)]
+    await asyncio.sleep(0)  # let them queue
+    await outbox.close()
+    assert all(not t.result().duplicate for t in tasks)
+    assert count(db, "webhooks") == 30
+
+
+async def test_migration_that_fails_midway_leaves_the_previous_version(db: Path) -> None:
+    broken = Migration(2, "broken", ("CREATE TABLE half_done (x INTEGER)", "ALTER TABLE nowhere ADD COLUMN y"))
+
+    class Broken(SqliteOutbox):
+        _migrations = (*MIGRATIONS, broken)
+
+    outbox = SqliteOutbox(db)
+    await outbox.open()
+    await outbox.ingest(webhook("evt_1", delivery("conv", "o1")))
+    await outbox.close()
+    with pytest.raises(OutboxError, match="migration 2 \\(broken\\) failed"):
+        await Broken(db).open()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (1,)
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "half_done" not in tables
+    reopened = SqliteOutbox(db)
+    await reopened.open()
+    assert (await reopened.ingest(webhook("evt_1"))).duplicate
+    await reopened.close()
+
+
+async def test_database_from_a_newer_bridge_is_refused(db: Path) -> None:
+    outbox = SqliteOutbox(db)
+    await outbox.open()
+    await outbox.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (99, 'from the future')")
+    with pytest.raises(OutboxError, match="schema version 99"):
+        await SqliteOutbox(db).open()
+
+
+async def test_unopenable_path_is_an_outbox_error(tmp_path: Path) -> None:
+    with pytest.raises(OutboxError):
+        await SqliteOutbox(tmp_path / "missing-dir" / "outbox.db").open()
+
+
+def _plan(db: Path, sql: str, params: object) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]  # type: ignore[arg-type]
+
+
+FULL_SCAN = re.compile(r"^SCAN (deliveries|webhooks)\b")
+
+
+@pytest.mark.parametrize(
+    ("name", "sql", "params", "index"),
+    [
+        (
+            "claim",
+            q.CLAIM,
+            {"destination": "d", "now": 1.0, "limit": 5, "owner": "o", "lease_until": 2.0},
+            "deliveries_due",
+        ),
+        (
+            "claim",
+            q.CLAIM,
+            {"destination": "d", "now": 1.0, "limit": 5, "owner": "o", "lease_until": 2.0},
+            "deliveries_lease",
+        ),
+        ("next_due_one", q.NEXT_DUE_ONE, {"destination": "d"}, "deliveries_due"),
+        ("next_due_all", q.NEXT_DUE_ALL, {}, "deliveries_due"),
+        ("due_destinations", q.DUE_DESTINATIONS, {"now": 1.0}, "deliveries_due"),
+        ("complete", q.complete(2), [1] * 14, "PRIMARY KEY"),
+        ("find_webhooks", q.find_webhooks(2), [1] * 4, "sqlite_autoindex_webhooks_1"),
+        ("purge_webhooks", q.PURGE_WEBHOOKS, [1, 1], "webhooks_received_at"),
+    ],
+)
+async def test_hot_queries_use_indexes(
+    sq: SqliteOutbox, db: Path, name: str, sql: str, params: object, index: str
+) -> None:
+    # a few rows so the planner is not looking at empty tables
+    for i in range(20):
+        await sq.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}")))
+    plan = _plan(db, sql, params)
+    assert not [line for line in plan if FULL_SCAN.match(line)], (name, plan)
+    assert any(index in line for line in plan), (name, plan)
+
+
+def test_open_outbox_urls(tmp_path: Path) -> None:
+    relative = open_outbox("sqlite:///data/outbox.db")
+    assert isinstance(relative, SqliteOutbox)
+    assert relative.path == Path("data/outbox.db")
+    absolute = open_outbox(f"sqlite:///{tmp_path}/o%20b.db?group_window_ms=2&max_batch=64")
+    assert isinstance(absolute, SqliteOutbox)
+    assert absolute.path == tmp_path / "o b.db"
+    assert absolute.lock_path == tmp_path / "o b.db.lock"
+    assert isinstance(open_outbox("postgresql://u:secret@db.internal:5432/bridge?max_size=20"), PostgresOutbox)
+    assert isinstance(open_outbox("postgres://u@db/bridge"), PostgresOutbox)
+    for bad in ("sqlite://relative.db", "sqlite:///:memory:", "sqlite:///x.db?nope=1", "mysql://x", "outbox.db"):
+        with pytest.raises(OutboxError):
+            open_outbox(bad)
+    with pytest.raises(OutboxError) as caught:
+        open_outbox("redis://u:hunter2@host/0")
+    assert "hunter2" not in str(caught.value)
