@@ -1,0 +1,44 @@
+"""Razorpay: `X-Razorpay-Signature: hex(HMAC-SHA256(webhook secret, raw body))`, no timestamp.
+
+Dedup key: the `x-razorpay-event-id` header (the same on every retry of one event); when a sender omits it,
+the SHA-256 of the body (`sha256:<hex>`). Type: the body's `event` (`payment.captured`, `order.paid`, …).
+After a secret change Razorpay keeps signing retries of older events with the OLD secret, so keep both
+configured until those retries are over (Razorpay retries for 24 h).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from bridge.errors import PayloadError, SignatureError
+from bridge.providers.base import (
+    InboundEvent,
+    Provider,
+    any_digest_matches,
+    load_json,
+    require_header,
+    require_string,
+)
+
+
+class RazorpayProvider(Provider):
+    type = "razorpay"
+    stored_headers = ("x-razorpay-signature", "x-razorpay-event-id")
+
+    async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        received = require_header(headers, "x-razorpay-signature").lower()
+        expected = [hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in self.secrets]
+        if not any_digest_matches(expected, [received]):
+            raise SignatureError("X-Razorpay-Signature does not match a configured secret")
+
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
+        event = load_json(body)
+        if not isinstance(event, dict):
+            raise PayloadError("a Razorpay event must be a JSON object")
+        event_id = headers.get("x-razorpay-event-id", "").strip() or f"sha256:{hashlib.sha256(body).hexdigest()}"
+        return [InboundEvent(event_id, require_string(event.get("event"), "event"), event)]
+
+
+PROVIDER = RazorpayProvider

@@ -1,0 +1,63 @@
+"""Shopify: `X-Shopify-Hmac-Sha256: base64(HMAC-SHA256(app client secret, raw body))`, no timestamp.
+
+The body is the bare resource (an order, a refund, a customer); what happened is in the `X-Shopify-Topic`
+header (`orders/create`, `refunds/create`, ...) and the dedup key is `X-Shopify-Webhook-Id`, which stays the
+same across Shopify's retries. Events API deliveries use the same headers without the `X-` prefix; both are
+read. Several secrets may be configured: Shopify can take up to an hour to switch to a rotated client secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from bridge.errors import PayloadError, SignatureError
+from bridge.providers.base import InboundEvent, Provider, any_digest_matches, load_json
+
+
+def shopify_header(headers: Mapping[str, str], name: str) -> str:
+    """`X-Shopify-<name>` (Admin API webhooks) or `Shopify-<name>` (Events API), stripped; "" when absent."""
+    return headers.get(f"x-shopify-{name}", "").strip() or headers.get(f"shopify-{name}", "").strip()
+
+
+class ShopifyProvider(Provider):
+    type = "shopify"
+    stored_headers = (
+        "x-shopify-hmac-sha256",
+        "x-shopify-topic",
+        "x-shopify-webhook-id",
+        "x-shopify-shop-domain",
+        "x-shopify-api-version",
+        "x-shopify-triggered-at",
+        "shopify-hmac-sha256",
+        "shopify-topic",
+        "shopify-webhook-id",
+        "shopify-shop-domain",
+        "shopify-api-version",
+        "shopify-triggered-at",
+    )
+
+    async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        received = shopify_header(headers, "hmac-sha256")
+        if not received:
+            raise SignatureError("missing X-Shopify-Hmac-Sha256 header")
+        expected = [base64.b64encode(hmac.new(s.encode(), body, hashlib.sha256).digest()) for s in self.secrets]
+        if not any_digest_matches(expected, [received]):
+            raise SignatureError("X-Shopify-Hmac-Sha256 does not match a configured secret")
+
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
+        topic = shopify_header(headers, "topic")
+        if not topic:
+            raise PayloadError("missing X-Shopify-Topic header")
+        webhook_id = shopify_header(headers, "webhook-id")
+        if not webhook_id:
+            raise PayloadError("missing X-Shopify-Webhook-Id header")
+        document = load_json(body)
+        if not isinstance(document, dict):
+            raise PayloadError("a Shopify webhook body must be a JSON object")
+        return [InboundEvent(event_id=webhook_id, event_type=topic, document=document)]
+
+
+PROVIDER = ShopifyProvider

@@ -1,0 +1,80 @@
+"""Every provider through POST /webhooks/{source} of the real app: signed -> accepted, again -> duplicate,
+unsigned -> 401; plus the acknowledgement and batch behaviours the ingest path has to carry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.providers.base import SourceSettings
+from bridge.providers.paypal import PayPalProvider
+from tests.harness import running_bridge
+from tests.providers.cases import CASE_IDS, CASES, Case, fixture
+from tests.providers.signing import paypal_test_fetcher, sign
+
+
+def _source(case: Case) -> dict[str, Any]:
+    entry: dict[str, Any] = {"provider": case.type, **case.options}
+    if case.type == "chargebee":
+        entry["password"] = case.secret
+    elif case.type == "paypal":
+        entry["webhook_id"] = case.secret
+    else:
+        entry["secrets"] = [case.secret]
+    if case.tolerance is not None:
+        entry["tolerance_seconds"] = case.tolerance
+    return entry
+
+
+def _providers(case: Case) -> dict[str, Any] | None:
+    if case.type != "paypal":
+        return None
+    settings = SourceSettings("src", "paypal", (), case.tolerance, options={"webhook_id": case.secret})
+    return {"src": PayPalProvider(settings, fetch_cert=paypal_test_fetcher)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+async def test_signed_webhook_is_accepted_once(tmp_path: Path, case: Case) -> None:
+    import time
+
+    now = time.time()
+    body, headers = case.request(now=now)
+    extra = {"sources": {"src": _source(case)}}
+    async with running_bridge(tmp_path, destinations={}, dispatch=False, extra=extra, providers=_providers(case)) as b:
+        first = await b.client.post("/webhooks/src", content=body, headers=headers)
+        assert first.status_code == 200, first.text
+        again = await b.client.post("/webhooks/src", content=body, headers=headers)
+        assert again.status_code == 200, again.text
+        if case.type == "adyen":
+            assert first.content == again.content == b"[accepted]"
+        else:
+            assert first.json()["status"] == "accepted"
+            assert again.json()["status"] == "duplicate"
+        stripped_body, stripped = case.without_signature(body, headers)
+        refused = await b.client.post("/webhooks/src", content=stripped_body, headers=stripped)
+        assert refused.status_code == 401
+
+
+async def test_gocardless_batch_stores_one_webhook_per_event(tmp_path: Path) -> None:
+    import time
+
+    body = fixture("gocardless/subscriptions.created+mandates.created.json")
+    headers = sign("gocardless", body, secret="gc-secret", now=time.time())
+    extra = {"sources": {"gc": {"provider": "gocardless", "secrets": ["gc-secret"]}}}
+    async with running_bridge(tmp_path, destinations={}, dispatch=False, extra=extra) as b:
+        response = await b.client.post("/webhooks/gc", content=body, headers=headers)
+        assert response.status_code == 200
+        assert response.json()["status"] == "accepted"
+        assert len(response.json()["webhook_ids"]) == 2
+
+
+async def test_woocommerce_ping_is_answered_200_and_not_stored(tmp_path: Path) -> None:
+    extra = {"sources": {"woo": {"provider": "woocommerce", "secrets": ["wc"]}}}
+    async with running_bridge(tmp_path, destinations={}, dispatch=False, extra=extra) as b:
+        response = await b.client.post(
+            "/webhooks/woo", content=b"webhook_id=7", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        assert response.status_code == 200
+        assert response.json()["webhook_ids"] == []
