@@ -29,7 +29,15 @@ import orjson
 
 from bridge.clock import Clock
 from bridge.config import DispatcherSettings
-from bridge.destinations.base import USER_AGENT, Destination, HttpRequest, Outcome, Verdict, response_excerpt
+from bridge.destinations.base import (
+    USER_AGENT,
+    BatchTooLarge,
+    Destination,
+    HttpRequest,
+    Outcome,
+    Verdict,
+    response_excerpt,
+)
 from bridge.errors import OutboxError, RenderError
 from bridge.outbox.base import AttemptResult, Delivery, Outbox
 from bridge.ratelimit import RateLimiter
@@ -256,8 +264,18 @@ class Dispatcher:
         status: int | None = None
         excerpt: str | None = None
         latency: float | None = None
+        events = [_decode(d) for d in batch]
         try:
-            request = destination.render([_decode(d) for d in batch])
+            try:
+                request = destination.render(events)
+            except BatchTooLarge as too_large:
+                if too_large.fits < 1:
+                    raise
+                # send what fits now; the rest goes back to the front of the lane for the next request
+                lane.queue.extendleft(reversed(batch[too_large.fits :]))
+                lane.ready.set()
+                batch = batch[: too_large.fits]
+                request = destination.render(events[: too_large.fits])
         except RenderError as exc:
             outcome = Outcome(Verdict.DEAD, f"cannot render: {exc}")
         else:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from bridge.destinations.base import BatchTooLarge as BatchTooLarge
 from bridge.destinations.base import OptionError, Outcome, Verdict, classify_status, response_excerpt
 from bridge.errors import RenderError
 
@@ -24,16 +25,6 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 _NONCE = "\u2063dec" + secrets.token_hex(8) + ":"
 _MARKER = _NONCE.encode()
 _PLACEHOLDER = re.compile(rb'"' + re.escape(_MARKER) + rb'(-?[0-9]+(?:\.[0-9]+)?)"')
-
-
-class BatchTooLarge(RenderError):
-    """A batch does not fit one request. `fits` leading events do; the dispatcher re-renders those and keeps
-    the rest for the next request. Only raised for batches of more than one event: a single event that does
-    not fit is a plain (permanent) RenderError."""
-
-    def __init__(self, message: str, fits: int) -> None:
-        self.fits = fits
-        super().__init__(message)
 
 
 def _default(value: Any) -> Any:
@@ -166,6 +157,15 @@ def event_name(event: Mapping[str, Any]) -> str:
     return value
 
 
+def merge_headers(configured: Mapping[str, str], own: Mapping[str, str]) -> dict[str, str]:
+    """The configured `headers:` plus the destination's own; the destination's win (compared without case),
+    so config cannot replace authentication, content type or a required user agent by accident."""
+    taken = {name.lower() for name in own}
+    merged = {name: value for name, value in configured.items() if name.lower() not in taken}
+    merged.update(own)
+    return merged
+
+
 # -- options ---------------------------------------------------------------------------------------------
 
 
@@ -237,17 +237,24 @@ def with_body(outcome: Outcome, body: bytes, limit: int = 512) -> Outcome:
     return Outcome(outcome.verdict, f"{outcome.reason}: {excerpt}", outcome.retry_after)
 
 
-def classify_with(status: int, body: bytes, permanent: Mapping[int, str], transient: Mapping[int, str]) -> Outcome:
-    """The default table (base.classify_status) with per-status explanations, the body excerpt appended to
-    every non-2xx reason."""
+def classify_with(
+    status: int,
+    body: bytes,
+    permanent: Mapping[int, str],
+    transient: Mapping[int, str],
+    *,
+    limit: int = 512,
+) -> Outcome:
+    """The default table (base.classify_status) with per-status explanations, the start of the body (up to
+    `limit` bytes) appended to every non-2xx reason."""
     if status in permanent:
-        return with_body(Outcome(Verdict.DEAD, f"HTTP {status} {permanent[status]}"), body)
+        return with_body(Outcome(Verdict.DEAD, f"HTTP {status} {permanent[status]}"), body, limit)
     if status in transient:
-        return with_body(Outcome(Verdict.RETRY, f"HTTP {status} {transient[status]}"), body)
+        return with_body(Outcome(Verdict.RETRY, f"HTTP {status} {transient[status]}"), body, limit)
     outcome = classify_status(status)
     if outcome.verdict is Verdict.DELIVERED:
         return outcome
-    return with_body(outcome, body)
+    return with_body(outcome, body, limit)
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:

@@ -8,7 +8,8 @@ A destination never sends, sleeps, retries or stores. The dispatcher:
   2. later calls `render(events)` with 1..max_batch canonical events (dicts, see bridge.events) and sends the
      returned HttpRequest over its shared aiohttp session;
   3. calls `classify(status, headers, body)` on the answer to decide delivered / retry / dead.
-RenderError from `render` is permanent: the delivery goes to `dead` with that message.
+RenderError from `render` is permanent: the delivery goes to `dead` with that message; BatchTooLarge (a
+RenderError) instead makes the dispatcher send the events that fit and keep the rest for the next request.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from bridge import __version__
+from bridge.errors import RenderError
 
 USER_AGENT = f"bridge/{__version__} (+self-hosted webhook bridge)"
 
@@ -71,9 +73,19 @@ class DestinationSettings:
     #: None: the destination's documented default
     rate_limits: tuple[RateLimit, ...] | None = None
     timeout_seconds: float = 10.0
-    headers: Mapping[str, str] = field(default_factory=dict)
-    #: type-specific keys, see Destination.options
-    options: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may carry credentials
+    #: type-specific keys, see Destination.options (API keys among them: never in repr or logs)
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+class BatchTooLarge(RenderError):
+    """A batch does not fit one request; its first `fits` events do. The dispatcher sends those and keeps the
+    rest for the next request. Only for batches of several events: a single event that does not fit is a plain
+    (permanent) RenderError."""
+
+    def __init__(self, message: str, fits: int) -> None:
+        self.fits = fits
+        super().__init__(message)
 
 
 class OptionError(ValueError):

@@ -28,6 +28,7 @@ from bridge.errors import RenderError
 
 _BATCH_PREFIX = b'{"events":['
 _BATCH_SUFFIX = b"]}"
+MAX_BODY_BYTES = 1_000_000  # "Max request size: 1 MB"
 
 
 def e164(phone: str | None) -> str | None:
@@ -55,7 +56,7 @@ class ConvultraDestination(Destination):
     }
     default_rate_limits = (RateLimit(1000, 60.0),)
     max_batch = 100
-    max_body_bytes = 1_000_000
+    max_body_bytes = MAX_BODY_BYTES
 
     def __init__(self, settings: DestinationSettings) -> None:
         super().__init__(settings)
@@ -138,7 +139,6 @@ class ConvultraDestination(Destination):
     def partition(self, events: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
         """Split `events` (in order) into groups that each fit one request: ≤ max_batch events and a body of
         ≤ max_body_bytes. An event too large on its own gets a group of its own (its render raises)."""
-        assert self.max_body_bytes is not None
         groups: list[list[Mapping[str, Any]]] = []
         current: list[Mapping[str, Any]] = []
         size = len(_BATCH_PREFIX) + len(_BATCH_SUFFIX)
@@ -148,7 +148,7 @@ class ConvultraDestination(Destination):
             except RenderError:
                 length = 0  # goes out in a group and fails there, with its reason
             extra = length + (1 if current else 0)
-            if current and (len(current) >= self.max_batch or size + extra > self.max_body_bytes):
+            if current and (len(current) >= self.max_batch or size + extra > MAX_BODY_BYTES):
                 groups.append(current)
                 current, size, extra = [], len(_BATCH_PREFIX) + len(_BATCH_SUFFIX), length
             current.append(event)
@@ -160,30 +160,32 @@ class ConvultraDestination(Destination):
     def render(self, events: Sequence[Mapping[str, Any]]) -> HttpRequest:
         if not events:
             raise RenderError("nothing to render")
-        assert self.max_body_bytes is not None
         if len(events) == 1:
             body = self.encoded(events[0])
-            if len(body) > self.max_body_bytes:
-                raise RenderError(f"event is {len(body)} bytes; Convultra takes at most {self.max_body_bytes}")
-            return HttpRequest("POST", self.url, dict(self._headers), body)
+            if len(body) > MAX_BODY_BYTES:
+                raise RenderError(f"event is {len(body)} bytes; Convultra takes at most {MAX_BODY_BYTES}")
+            return HttpRequest("POST", self.url, self._request_headers(), body)
         parts = [self.encoded(event) for event in events]
         size = len(_BATCH_PREFIX) + len(_BATCH_SUFFIX)
         fits = 0
         for index, part in enumerate(parts):
             size += len(part) + (1 if index else 0)
-            if size <= self.max_body_bytes and index < self.max_batch:
+            if size <= MAX_BODY_BYTES and index < self.max_batch:
                 fits = index + 1
             else:
                 break
         if fits < len(parts):
             why = (
                 f"{len(parts)} events; a Convultra batch takes at most {self.max_batch}"
-                if len(parts) > self.max_batch and size <= self.max_body_bytes
-                else f"batch body is over Convultra's {self.max_body_bytes} byte limit"
+                if len(parts) > self.max_batch and size <= MAX_BODY_BYTES
+                else f"batch body is over Convultra's {MAX_BODY_BYTES} byte limit"
             )
             raise c.BatchTooLarge(f"{why} (the first {fits} fit)", max(fits, 1))
         body = _BATCH_PREFIX + b",".join(parts) + _BATCH_SUFFIX
-        return HttpRequest("POST", self.batch_url, dict(self._headers), body)
+        return HttpRequest("POST", self.batch_url, self._request_headers(), body)
+
+    def _request_headers(self) -> dict[str, str]:
+        return c.merge_headers(self.settings.headers, self._headers)
 
     # -- responses -------------------------------------------------------------------------------------
 

@@ -29,25 +29,27 @@ from bridge.destinations.base import (
     Outcome,
 )
 from bridge.errors import RenderError
+from bridge.mapping.analysis import check_functions, tokenize
+from bridge.mapping.functions import OPTIONS
 
 _METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 _BODYLESS = ("GET", "DELETE")
 
 
-def _jmespath_options() -> Any:
-    """The jmespath Options carrying the mapping functions (money, time, text helpers)."""
-    from bridge.mapping import functions
-
-    return functions.jmespath_options()
-
-
 def _compile(expression: Any, key: str) -> Any:
+    """Compile once, checking function names, arity and literal arguments as mapping files are checked."""
     if not isinstance(expression, str) or not expression.strip():
         raise OptionError(key, f"{key} must be a JMESPath expression (text)")
     try:
-        return jmespath.compile(expression)
+        compiled = jmespath.compile(expression)
     except JMESPathError as exc:
         raise OptionError(key, f"{key}: invalid JMESPath {expression!r}: {exc}") from None
+    problems = check_functions(compiled.parsed, tokenize(expression))
+    if problems:
+        first = problems[0]
+        hint = f" (hint: {first.hint})" if first.hint else ""
+        raise OptionError(key, f"{key}: {first.message} at column {first.offset + 1} of {expression!r}{hint}")
+    return compiled
 
 
 class HttpDestination(Destination):
@@ -89,14 +91,13 @@ class HttpDestination(Destination):
         if "idempotency_header" in options and options["idempotency_header"] in ("", None):
             self._idempotency_header = ""
         self._templated = bool(self._url_template or self._header_templates or self._body)
-        self._options = _jmespath_options() if self._templated else None
 
     def __repr__(self) -> str:
         return f"HttpDestination(name={self.name!r}, method={self.method!r}, url={self.url!r})"
 
     def _search(self, compiled: Any, document: Mapping[str, Any], what: str) -> Any:
         try:
-            return compiled.search(document, options=self._options)
+            return compiled.search(document, options=OPTIONS)
         except JMESPathError as exc:
             raise RenderError(f"{what} template failed on this event: {exc}") from None
         except (TypeError, ValueError, ArithmeticError) as exc:  # raised by custom functions

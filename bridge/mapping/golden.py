@@ -65,8 +65,20 @@ def case_names(directory: Path) -> list[str]:
     return sorted(
         path.name[: -len(".json")]
         for path in directory.glob("*.json")
-        if path.is_file() and not path.name.endswith(_SIDE_FILES)
+        if path.is_file() and not path.name.endswith(_SIDE_FILES) and not path.name.startswith("_")
     )
+
+
+def _provider_options(directory: Path) -> dict[str, Any]:
+    """Options a provider needs to be built (`_options.json` in its fixture directory, e.g. Square's
+    notification_url); none by default."""
+    path = directory / "_options.json"
+    if not path.exists():
+        return {}
+    options = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(options, dict):
+        raise ValueError(f"{path}: expected a JSON object of provider options")
+    return options
 
 
 def run_golden_cases(
@@ -90,7 +102,12 @@ def run_golden_cases(
         if provider not in known_providers:
             report.skipped.append((f"{provider}/", f"no provider module bridge/providers/{provider}.py"))
             continue
-        parser = provider_class(provider)(SourceSettings(name=provider, provider=provider))
+        try:
+            settings = SourceSettings(name=provider, provider=provider, options=_provider_options(directory))
+            parser = provider_class(provider)(settings)
+        except ValueError as exc:  # OptionError included: the provider cannot be built without options
+            report.skipped.append((f"{provider}/", f"cannot build the provider: {exc} (add {provider}/_options.json)"))
+            continue
         for case in cases:
             _run_case(directory, case, provider, parser.parse, mapping, update, report)
     return report

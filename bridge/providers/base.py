@@ -53,11 +53,11 @@ class SourceSettings:
 
     name: str
     provider: str
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     tolerance_seconds: float | None = None  # None: the provider's default
     mapping: str = ""  # mapping name (file stem under mappings/); defaults to the provider type
     max_body_bytes: int = 1024 * 1024
-    options: Mapping[str, Any] = field(default_factory=dict)  # provider-specific keys, see Provider.options
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # provider-specific keys (may hold secrets)
 
 
 class OptionError(ValueError):

@@ -16,8 +16,8 @@ import orjson
 import pytest
 import yaml
 
-from tests.fakes.convultra import ConvultraFake
-from tests.fakes.server import free_port, serve
+from bridge.sinks.convultra import ConvultraFake
+from bridge.sinks.server import free_port, serve
 from tests.harness import MAPPINGS, STRIPE_SECRET, stripe_case, stripe_headers
 
 API_KEY = "cv_crash_key"

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge.clock import ManualClock
-from tests.fakes.convultra import ConvultraFake
-from tests.fakes.server import serve
+from bridge.sinks.convultra import ConvultraFake
+from bridge.sinks.server import serve
 from tests.harness import Bridge, running_bridge, stripe_case
 
 API_KEY = "cv_server_key_for_tests"

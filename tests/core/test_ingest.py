@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.fakes.server import serve
+from bridge.sinks.server import serve
 from tests.harness import FIXTURES, STRIPE_SECRET, Bridge, running_bridge, stripe_case, stripe_headers
 
 DESTINATIONS = {

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from bridge.errors import SignatureError
 from bridge.providers.base import SourceSettings
 from bridge.providers.paypal import CertFetcher, PayPalProvider, check_cert_url, fetch_cert_https
-from tests.fakes.server import serve
+from bridge.sinks.server import serve
 from tests.providers.cases import NOW, fixture
 from tests.providers.signing import (
     PAYPAL_TEST_CERT_URL,

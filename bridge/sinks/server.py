@@ -6,7 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -19,7 +19,9 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve(app: Any, port: int | None = None, *, lifespan: str = "on") -> AsyncIterator[str]:
+async def serve(
+    app: Any, port: int | None = None, *, lifespan: Literal["auto", "on", "off"] = "on"
+) -> AsyncIterator[str]:
     """Serve `app` on loopback for the duration of the block; yields its base URL (no trailing slash)."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan=lifespan)
