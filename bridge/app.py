@@ -3,7 +3,10 @@ dispatcher. Business rules live in ingest.py, dispatcher.py and the provider/des
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -31,6 +34,7 @@ from bridge.outbox import open_outbox
 from bridge.outbox.base import Outbox
 from bridge.providers import provider_class
 from bridge.providers.base import Provider
+from bridge.reload import MappingReloader
 
 log = logging.getLogger("bridge.http")
 
@@ -69,6 +73,7 @@ class BridgeState:
     mappings: MappingSet | None = None
     outbox: Outbox | None = None
     dispatcher: Dispatcher | None = None
+    reloader: MappingReloader | None = None
     metrics: Metrics = field(default_factory=Metrics)
     started_at: float = field(default_factory=time.time)
 
@@ -90,9 +95,11 @@ def create_app(
     mappings: MappingSet | None = None,
     session: aiohttp.ClientSession | None = None,
     dispatch: bool = True,
+    reload_interval: float | None = 1.0,
 ) -> Starlette:
     """The bridge as an ASGI app. Everything with I/O or time can be passed in (tests, the demo); what is not
-    passed is built from `settings` when the app starts. `dispatch=False` runs ingest and ops only."""
+    passed is built from `settings` when the app starts. `dispatch=False` runs ingest and ops only.
+    `reload_interval`: how often (seconds) the mappings directory is checked for edits; None: only on SIGHUP."""
     state = BridgeState(
         settings=settings,
         clock=clock or SystemClock(),
@@ -104,6 +111,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.mappings = state.mappings or load_mappings(settings.mappings_dir)
+
+        def swap(mappings: MappingSet) -> None:
+            state.mappings = mappings  # one assignment: requests see the old set or the new one, never a mix
+
+        state.reloader = MappingReloader(
+            settings.mappings_dir, state.mappings, {s.mapping for s in settings.sources.values()}, swap
+        )
+        watcher = asyncio.create_task(state.reloader.watch(reload_interval)) if reload_interval else None
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, state.reloader.reload)
         state.outbox = outbox or open_outbox(settings.outbox_url)
         await state.outbox.open()
         own_session = session is None
@@ -117,6 +134,10 @@ def create_app(
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             if state.dispatcher is not None:
                 await state.dispatcher.stop()
             if own_session:
@@ -179,8 +200,8 @@ async def receive_webhook(state: BridgeState, request: Request) -> Response:
         metrics.rejected(source, "unavailable")
         log.error("storage unavailable", extra={"source": source, "error": str(exc)})
         return json_response({"error": "storage unavailable, retry later"}, 503, {"Retry-After": "5"})
-    for status in outcome.statuses:
-        metrics.webhook(source, status if outcome.status != "duplicate" else "duplicate")
+    for status, result in zip(outcome.statuses, outcome.results, strict=True):
+        metrics.webhook(source, "duplicate" if result.duplicate else status)
     if outcome.deliveries_created and state.dispatcher is not None:
         state.dispatcher.wake()
     log.info(

@@ -71,7 +71,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
-    return run_demo(verbose=args.verbose)
+    code: int = run_demo(verbose=args.verbose)
+    return code
 
 
 def _ops_client(args: argparse.Namespace) -> tuple[Any, str]:

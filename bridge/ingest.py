@@ -72,10 +72,12 @@ class IngestOutcome:
 
     @property
     def status(self) -> str:
-        """One word for the provider: duplicate when nothing new was stored, else accepted."""
+        """One word for the provider: duplicate when nothing new was stored; ignored or mapping_failed when every
+        new webhook was (it is stored all the same); else accepted."""
         if self.results and all(r.duplicate for r in self.results):
             return "duplicate"
-        return "accepted"
+        fresh = {status for status, r in zip(self.statuses, self.results, strict=True) if not r.duplicate}
+        return fresh.pop() if len(fresh) == 1 else "accepted"
 
     @property
     def deliveries_created(self) -> int:

@@ -7,7 +7,7 @@ constant time. Nothing here writes outside the outbox contract.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,7 +16,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bridge.errors import OutboxError
-from bridge.outbox.base import DELIVERY_STATUSES
+from bridge.outbox.base import DELIVERY_STATUSES, WEBHOOK_STATUSES
+from bridge.replay import replay_webhook
 
 if TYPE_CHECKING:
     from bridge.app import BridgeState
@@ -86,7 +87,7 @@ def routes(state: BridgeState) -> list[Route]:
 
     async def full_stats() -> dict[str, Any]:
         """Outbox stats with every configured destination present, zeros included."""
-        stats = await outbox().stats(state.clock.now())
+        stats: dict[str, Any] = await outbox().stats(state.clock.now())
         zero = {"pending": 0, "in_flight": 0, "delivered": 0, "dead": 0, "oldest_pending_age_seconds": None}
         per = stats.setdefault("destinations", {})
         for name in state.destinations:
@@ -169,6 +170,138 @@ def routes(state: BridgeState) -> list[Route]:
         row["body"] = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else body
         return _json(row)
 
+    async def json_body(request: Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query_params)
+        body = await request.body()
+        if body:
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise ValueError("body must be a JSON object") from None
+            if not isinstance(data, dict):
+                raise ValueError("body must be a JSON object")
+            params.update(data)
+        return params
+
+    def flag(value: Any) -> bool:
+        return value is True or str(value).lower() in ("1", "true", "yes")
+
+    def number(value: Any, name: str) -> float | None:
+        if value is None or value == "":
+            return None
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be Unix seconds") from None
+
+    def webhook_filters(params: Mapping[str, Any]) -> dict[str, Any]:
+        status = params.get("status") or None
+        if status is not None and status not in WEBHOOK_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(WEBHOOK_STATUSES)}")
+        return {
+            "source": params.get("source") or None,
+            "event_type": params.get("type") or params.get("event_type") or None,
+            "status": status,
+            "since": number(params.get("since"), "since"),
+            "until": number(params.get("until"), "until"),
+        }
+
+    async def list_webhooks(request: Request) -> Response:
+        params = request.query_params
+        limit = _int(params.get("limit"), "limit", 50, maximum=500) or 50
+        rows, next_cursor = await outbox().list_webhooks(
+            **webhook_filters(params), limit=limit, cursor=_int(params.get("cursor"), "cursor")
+        )
+        return _json({"webhooks": rows, "next_cursor": next_cursor})
+
+    async def replay(webhook_id: int, *, dry_run: bool, force: bool) -> dict[str, Any] | None:
+        row = await outbox().get_webhook(webhook_id)
+        if row is None:
+            return None
+        assert state.mappings is not None
+        report = await replay_webhook(
+            outbox(),
+            row,
+            providers=state.providers,
+            mappings=state.mappings,
+            destinations=state.destinations,
+            now=state.clock.now(),
+            dry_run=dry_run,
+            force=force,
+        )
+        return report
+
+    async def replay_one(request: Request) -> Response:
+        params = await json_body(request)
+        webhook_id = _int(request.path_params["id"], "id")
+        assert webhook_id is not None
+        report = await replay(webhook_id, dry_run=flag(params.get("dry_run")), force=flag(params.get("force")))
+        if report is None:
+            return _error("no such webhook", 404)
+        if not report["dry_run"]:
+            _wake(state, None)
+        return _json(report)
+
+    async def replay_bulk(request: Request) -> Response:
+        params = await json_body(request)
+        dry_run, force = flag(params.get("dry_run")), flag(params.get("force"))
+        limit = _int(str(params.get("limit", 1000)), "limit", 1000, maximum=10_000) or 1000
+        ids = params.get("ids")
+        if ids is not None:
+            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+                raise ValueError("ids must be a list of webhook ids")
+            chosen = ids[:limit]
+        else:
+            filters = webhook_filters(params)
+            if not any(v is not None for v in filters.values()):
+                raise ValueError("give ids or at least one filter (source, type, status, since, until)")
+            chosen, cursor = [], None
+            while len(chosen) < limit:
+                rows, cursor = await outbox().list_webhooks(**filters, limit=min(500, limit), cursor=cursor)
+                chosen += [row["id"] for row in rows]
+                if cursor is None:
+                    break
+            chosen = chosen[:limit]
+        reports = [r for r in [await replay(i, dry_run=dry_run, force=force) for i in chosen] if r is not None]
+        if not dry_run:
+            _wake(state, None)
+        summary: dict[str, int] = {}
+        for report in reports:
+            for delivery in report.get("deliveries", []):
+                action = delivery["action"].split(" ")[0]
+                summary[action] = summary.get(action, 0) + 1
+        return _json({"replayed": len(reports), "dry_run": dry_run, "deliveries": summary, "webhooks": reports})
+
+    async def mappings_status(request: Request) -> Response:
+        reloader = state.reloader
+        mappings = state.mappings
+        last = reloader.last if reloader else None
+        return _json(
+            {
+                "version": mappings.version if mappings else None,
+                "files": dict(mappings.hashes) if mappings else {},
+                "directory": str(state.settings.mappings_dir),
+                "last_reload": None if last is None or last.at is None else vars(last),
+            }
+        )
+
+    async def mappings_reload(request: Request) -> Response:
+        if state.reloader is None:
+            return _error("service is starting", 503)
+        status = state.reloader.reload()
+        return _json(vars(status), 200 if status.ok else 422)
+
+    async def purge(request: Request) -> Response:
+        params = await json_body(request)
+        days = number(params.get("older_than_days", 30), "older_than_days")
+        if days is None or days < 1:
+            raise ValueError("older_than_days must be at least 1 (providers retry for days; ids must stay known)")
+        statuses = params.get("statuses", ["delivered"])
+        if not isinstance(statuses, list) or not set(statuses) <= {"delivered", "dead"}:
+            raise ValueError('statuses is a list of "delivered" and/or "dead"')
+        deleted = await outbox().purge(state.clock.now() - days * 86400, tuple(statuses))
+        return _json({"deleted_deliveries": deleted})
+
     return [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -178,7 +311,13 @@ def routes(state: BridgeState) -> list[Route]:
         Route("/ops/deliveries/retry", guarded(retry_bulk), methods=["POST"]),
         Route("/ops/deliveries/{id:int}", guarded(get_delivery)),
         Route("/ops/deliveries/{id:int}/retry", guarded(retry_one), methods=["POST"]),
+        Route("/ops/webhooks", guarded(list_webhooks)),
+        Route("/ops/webhooks/replay", guarded(replay_bulk), methods=["POST"]),
         Route("/ops/webhooks/{id:int}", guarded(get_webhook)),
+        Route("/ops/webhooks/{id:int}/replay", guarded(replay_one), methods=["POST"]),
+        Route("/ops/mappings", guarded(mappings_status)),
+        Route("/ops/mappings/reload", guarded(mappings_reload), methods=["POST"]),
+        Route("/ops/outbox/purge", guarded(purge), methods=["POST"]),
     ]
 
 

@@ -1,0 +1,112 @@
+"""`bridge preview`: what one webhook body would become, without network or storage.
+
+Runs the provider's `parse` (no signature check: the file is trusted input from the author), the source's
+mapping, the routing, and each routed destination's `render`; secrets in the rendered requests are masked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
+
+from bridge.destinations.base import Destination
+from bridge.errors import BridgeError, RenderError
+from bridge.ingest import map_event
+from bridge.mapping import MappingSet
+from bridge.providers.base import Provider
+
+_SECRET_NAME = re.compile(r"auth|token|key|secret|signature|password|cookie", re.I)
+
+
+def mask(value: str) -> str:
+    """Keep a hint of a secret (its scheme and last 4 characters), hide the rest."""
+    scheme, _, rest = value.partition(" ")
+    if rest and scheme.lower() in ("bearer", "basic", "token"):
+        return f"{scheme} {mask(rest)}"
+    return "****" + value[-4:] if len(value) > 8 else "****"
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = [(k, mask(v) if _SECRET_NAME.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
+def _body(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+def preview(
+    *,
+    source: str,
+    provider: Provider,
+    mappings: MappingSet,
+    destinations: Mapping[str, Destination],
+    body: bytes,
+    headers: Mapping[str, str],
+) -> dict[str, Any]:
+    """A JSON-ready description: per provider event, the mapping status, canonical events and the requests."""
+    headers = {k.lower(): v for k, v in headers.items()}
+    mapping = mappings.get(provider.settings.mapping)
+    result: dict[str, Any] = {"source": source, "provider": provider.type, "events": []}
+    for inbound in provider.parse(body, headers):
+        mapped = map_event(mapping, inbound, headers, source, provider.type)
+        entry: dict[str, Any] = {
+            "provider_event_id": inbound.event_id,
+            "event_type": inbound.event_type,
+            "status": mapped.status,
+            "error": mapped.error,
+            "canonical": mapped.events,
+            "requests": [],
+        }
+        for event in mapped.events:
+            for name, destination in destinations.items():
+                if not destination.routes(event["name"]):
+                    continue
+                request: dict[str, Any] = {"destination": name, "event": event["name"], "id": event["id"]}
+                try:
+                    rendered = destination.render([event])
+                except (RenderError, BridgeError) as exc:
+                    request["error"] = f"cannot render: {exc}"
+                else:
+                    request.update(
+                        method=rendered.method,
+                        url=mask_url(rendered.url),
+                        headers={k: mask(v) if _SECRET_NAME.search(k) else v for k, v in rendered.headers.items()},
+                        body=_body(rendered.body),
+                    )
+                entry["requests"].append(request)
+        result["events"].append(entry)
+    return result
+
+
+def format_text(report: Mapping[str, Any]) -> str:
+    lines = []
+    for entry in report["events"]:
+        lines.append(f"# {report['source']} ({report['provider']}) {entry['event_type']} {entry['provider_event_id']}")
+        lines.append(f"status: {entry['status']}" + (f" — {entry['error']}" if entry["error"] else ""))
+        for event in entry["canonical"]:
+            lines.append(f"\n## canonical {event['name']} {event['id']}")
+            lines.append(orjson.dumps(event, option=orjson.OPT_INDENT_2).decode())
+        for request in entry["requests"]:
+            lines.append(f"\n## → {request['destination']} ({request['event']} {request['id']})")
+            if "error" in request:
+                lines.append(request["error"])
+                continue
+            lines.append(f"{request['method']} {request['url']}")
+            lines += [f"{k}: {v}" for k, v in request["headers"].items()]
+            body = request["body"]
+            lines.append("")
+            lines.append(body if isinstance(body, str) else orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+        if not entry["requests"] and entry["canonical"]:
+            lines.append("\n(no destination routes these events)")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,101 @@
+"""Replay: run stored webhooks again through the current mappings.
+
+Every stored webhook keeps its raw body and the headers its mapping may need, so it can be parsed and mapped
+again after a mapping is fixed (mapping_failed → accepted), extended (ignored → accepted) or corrected. The
+outbox skips deliveries whose (destination, event name, canonical id) already exist, so a replay never sends a
+fact twice unless `force` resets the existing delivery. `dry_run` computes the same report and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from bridge.destinations.base import Destination
+from bridge.errors import BridgeError
+from bridge.ingest import map_event, route
+from bridge.mapping import MappingSet
+from bridge.providers.base import Provider
+
+
+def _key(event: Mapping[str, Any]) -> tuple[str, str]:
+    return (str(event.get("name")), str(event.get("id")))
+
+
+def diff_events(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Events added, removed and changed, matched by (name, id)."""
+    old = {_key(e): e for e in before}
+    new = {_key(e): e for e in after}
+    return {
+        "added": [list(k) for k in new if k not in old],
+        "removed": [list(k) for k in old if k not in new],
+        "changed": [list(k) for k in new if k in old and new[k] != old[k]],
+    }
+
+
+async def replay_webhook(
+    outbox: Any,
+    webhook: Mapping[str, Any],
+    *,
+    providers: Mapping[str, Provider],
+    mappings: MappingSet,
+    destinations: Mapping[str, Destination],
+    now: float,
+    dry_run: bool,
+    force: bool,
+) -> dict[str, Any]:
+    """Re-map one stored webhook (a row from outbox.get_webhook) and, unless dry_run, store the result."""
+    report: dict[str, Any] = {"webhook_id": webhook["id"], "status_before": webhook["status"], "dry_run": dry_run}
+    provider = providers.get(webhook["source"])
+    if provider is None:
+        report["error"] = f"source {webhook['source']!r} is no longer configured"
+        return report
+    headers = webhook.get("headers") or {}
+    try:
+        inbound = [e for e in provider.parse(webhook["body"], headers) if e.event_id == webhook["provider_event_id"]]
+    except BridgeError as exc:
+        report["error"] = f"stored body no longer parses: {exc}"
+        return report
+    if not inbound:
+        report["error"] = "the stored body no longer contains this event"
+        return report
+    mapped = map_event(mappings.get(provider.settings.mapping), inbound[0], headers, webhook["source"], provider.type)
+    deliveries = route(mapped.events, destinations)
+    existing = {(d["destination"], d["event_name"], d["event_id"]): d["status"] for d in webhook.get("deliveries", [])}
+    planned = []
+    for delivery in deliveries:
+        state = existing.get((delivery.destination, delivery.event_name, delivery.event_id))
+        if state is None:
+            action = "create"
+        elif force and state in ("delivered", "dead"):
+            action = "reset"
+        else:
+            action = f"skip ({state})"
+        planned.append(
+            {
+                "destination": delivery.destination,
+                "event_name": delivery.event_name,
+                "event_id": delivery.event_id,
+                "action": action,
+            }
+        )
+    report.update(
+        status_after=mapped.status,
+        error_after=mapped.error,
+        events=diff_events(webhook.get("events") or [], mapped.events),
+        canonical=mapped.events,
+        deliveries=planned,
+    )
+    if not dry_run:
+        report["result"] = await outbox.update_webhook_mapping(
+            webhook["id"],
+            mapped.status,
+            mapped.error,
+            orjson.dumps(mapped.events),
+            deliveries,
+            now=now,
+            force=force,
+        )
+    return report
