@@ -68,6 +68,87 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import orjson
+
+    from bridge.app import build_destinations, build_providers
+    from bridge.mapping import load_mappings
+    from bridge.preview import format_text, preview
+
+    settings = _settings(args)
+    providers = build_providers(settings)
+    if args.source not in providers:
+        print(f"error: no source {args.source!r} in {settings.path} (have: {', '.join(providers)})", file=sys.stderr)
+        return 2
+    body = Path(args.file).read_bytes()
+    headers: dict[str, str] = {}
+    headers_file = Path(args.headers) if args.headers else Path(args.file[: -len(".json")] + ".headers.json")
+    if args.headers or (args.file.endswith(".json") and headers_file.exists()):
+        headers = orjson.loads(headers_file.read_bytes())
+    report = preview(
+        source=args.source,
+        provider=providers[args.source],
+        mappings=load_mappings(settings.mappings_dir),
+        destinations=build_destinations(settings),
+        body=body,
+        headers=headers,
+    )
+    if args.format == "json":
+        _print_json(report)
+    else:
+        print(format_text(report), end="")
+    return 1 if any(e["status"] == "mapping_failed" for e in report["events"]) else 0
+
+
+def cmd_mappings_test(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bridge.mapping import load_mappings
+    from bridge.mapping.golden import run_golden_cases
+
+    report = run_golden_cases(
+        Path(args.fixtures), load_mappings(Path(args.mappings)), update=args.update, only=args.only
+    )
+    for failure in report.failed:
+        print(f"FAIL {failure.case}: {failure.reason}")
+        if failure.diff:
+            print(failure.diff)
+    for case, why in report.skipped:
+        print(f"skip {case}: {why}")
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import httpx
+
+    client, url = _ops_client(args)
+    options = {"dry_run": args.dry_run, "force": args.force}
+    try:
+        with client:
+            if args.ids and len(args.ids) == 1:
+                response = client.post(f"/ops/webhooks/{args.ids[0]}/replay", json=options)
+            else:
+                body: dict[str, object] = dict(options)
+                if args.ids:
+                    body["ids"] = args.ids
+                for key in ("source", "type", "status", "since", "until"):
+                    if getattr(args, key) is not None:
+                        body[key] = getattr(args, key)
+                body["limit"] = args.limit
+                response = client.post("/ops/webhooks/replay", json=body)
+    except httpx.HTTPError as exc:
+        print(f"cannot reach the bridge at {url}: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code >= 400:
+        print(f"HTTP {response.status_code}: {response.text}", file=sys.stderr)
+        return 1
+    _print_json(response.json())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
@@ -145,6 +226,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = with_config(sub.add_parser("check", help="validate the config and every mapping file"))
     check.set_defaults(func=cmd_check)
+
+    preview_cmd = with_config(sub.add_parser("preview", help="show the events and requests one webhook body makes"))
+    preview_cmd.add_argument("--source", required=True, help="source name from the config")
+    preview_cmd.add_argument("file", help="the webhook body (JSON file)")
+    preview_cmd.add_argument("--headers", help="request headers as a JSON object (default: <file>.headers.json)")
+    preview_cmd.add_argument("--format", choices=["text", "json"], default="text")
+    preview_cmd.set_defaults(func=cmd_preview)
+
+    mappings_cmd = sub.add_parser("mappings", help="mapping file tools")
+    mappings_sub = mappings_cmd.add_subparsers(dest="mappings_command", required=True)
+    golden = mappings_sub.add_parser("test", help="run fixtures/<provider>/<case>.json against <case>.expected.json")
+    golden.add_argument("--update", action="store_true", help="rewrite the expected files (review the diff!)")
+    golden.add_argument("--mappings", default="mappings")
+    golden.add_argument("--fixtures", default="fixtures")
+    golden.add_argument("--only", help="a provider name or a glob over <provider>/<case>")
+    golden.set_defaults(func=cmd_mappings_test)
+
+    replay = with_config(sub.add_parser("replay", help="re-map stored webhooks with the current mappings"))
+    replay.add_argument("ids", nargs="*", type=int, help="webhook ids (or select with the filters)")
+    replay.add_argument("--source")
+    replay.add_argument("--type", help="provider event type")
+    replay.add_argument("--status", choices=["accepted", "ignored", "mapping_failed"])
+    replay.add_argument("--since", type=float, help="received at or after (Unix seconds)")
+    replay.add_argument("--until", type=float, help="received before (Unix seconds)")
+    replay.add_argument("--limit", type=int, default=1000)
+    replay.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    replay.add_argument("--force", action="store_true", help="also resend deliveries already delivered or dead")
+    replay.add_argument("--url", help="bridge base URL (default: from the config's server section)")
+    replay.add_argument("--token", help="ops token (default: $BRIDGE_OPS_TOKEN or the config)")
+    replay.set_defaults(func=cmd_replay)
 
     demo = sub.add_parser("demo", help="run the whole flow locally against built-in sinks and exit")
     demo.add_argument("--verbose", action="store_true", help="print the bridge's log lines too")

@@ -71,7 +71,13 @@ def demo_config(directory: Path, sinks: dict[str, str]) -> Path:
                 "type": "convultra",
                 "url": f"{sinks['convultra']}/v1/track",
                 "api_key": "${CONVULTRA_SERVER_KEY}",
-                "events": ["purchase", "refund", "subscription_started", "subscription_renewed", "subscription_canceled"],
+                "events": [
+                    "purchase",
+                    "refund",
+                    "subscription_started",
+                    "subscription_renewed",
+                    "subscription_canceled",
+                ],
             },
             "elevar": {
                 "type": "elevar",
@@ -105,21 +111,27 @@ def demo_config(directory: Path, sinks: dict[str, str]) -> Path:
     return path
 
 
+def _dig(value: Any, *keys: str) -> Any:
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
 def summarize(request: dict[str, Any]) -> list[str]:
     """One line per event a sink accepted."""
-    body = request.get("json")
-    events = body.get("events") if isinstance(body, dict) and isinstance(body.get("events"), list) else [body]
+    body: Any = request.get("json")
+    events: list[Any] = body["events"] if isinstance(body, dict) and isinstance(body.get("events"), list) else [body]
     lines = []
     for event in events:
         if not isinstance(event, dict):
             continue
         name = event.get("event_type") or event.get("event") or event.get("event_name") or event.get("name")
-        props = event.get("properties") if isinstance(event.get("properties"), dict) else {}
+        props: dict[str, Any] = event["properties"] if isinstance(event.get("properties"), dict) else {}
         ident = (
             event.get("event_id")
             or props.get("event_id")
             or props.get("order_id")
-            or (event.get("ecommerce", {}).get("purchase", {}).get("actionField", {}).get("id"))
+            or _dig(event, "ecommerce", "purchase", "actionField", "id")
         )
         value = props.get("value", event.get("value"))
         currency = props.get("currency", event.get("currency"))

@@ -38,11 +38,9 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
-def _body(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", "replace")
+def _body(raw: bytes) -> str:
+    """The body exactly as it would go on the wire (re-encoding JSON could change how numbers are written)."""
+    return raw.decode("utf-8", "replace")
 
 
 def preview(
@@ -104,9 +102,8 @@ def format_text(report: Mapping[str, Any]) -> str:
                 continue
             lines.append(f"{request['method']} {request['url']}")
             lines += [f"{k}: {v}" for k, v in request["headers"].items()]
-            body = request["body"]
             lines.append("")
-            lines.append(body if isinstance(body, str) else orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+            lines.append(request["body"])
         if not entry["requests"] and entry["canonical"]:
             lines.append("\n(no destination routes these events)")
     return "\n".join(lines) + "\n"
