@@ -162,7 +162,7 @@ class Dispatcher:
             if self._stopping:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await asyncio.wait_for(self._wake.wait(), timeout / self.clock.scale)
 
     async def fill(self) -> float:
         """Top every lane up from the outbox. Returns how long the loop may sleep before looking again."""
@@ -221,14 +221,15 @@ class Dispatcher:
                 continue
             wait = lane.limiter.delay(self.clock.now())
             if wait > 0:
-                await asyncio.sleep(min(wait, 1.0))
+                await asyncio.sleep(min(wait, 1.0) / self.clock.scale)
                 continue
             batch = self._take(lane)
             if not batch:
                 continue
-            lane.limiter.record(self.clock.now())
+            counted_at = self.clock.now()
+            lane.limiter.record(counted_at)
             lane.sending += len(batch)
-            task = asyncio.create_task(self._deliver(lane, batch))
+            task = asyncio.create_task(self._deliver(lane, batch, counted_at))
             self._sends.add(task)
             try:
                 await asyncio.shield(task)
@@ -240,7 +241,7 @@ class Dispatcher:
                 lane.sending -= len(batch)
                 self._lane_low(lane)
 
-    async def _deliver(self, lane: Lane, batch: list[Delivery]) -> None:
+    async def _deliver(self, lane: Lane, batch: list[Delivery], counted_at: float) -> None:
         now = self.clock.now()
         timeout = lane.destination.settings.timeout_seconds
         fresh = [d for d in batch if d.lease_until > now + timeout]
@@ -249,7 +250,7 @@ class Dispatcher:
             lane.may_have_work = True
         if not fresh:
             return
-        results = await self.send(lane, fresh)
+        results = await self.send(lane, fresh, counted_at)
         try:
             applied = await self.outbox.complete(results)
         except OutboxError as exc:
@@ -257,8 +258,9 @@ class Dispatcher:
             return
         lane.stats.lost_leases += applied.count(False)
 
-    async def send(self, lane: Lane, batch: Sequence[Delivery]) -> list[AttemptResult]:
-        """Render, send and classify one request for `batch`; one AttemptResult per delivery."""
+    async def send(self, lane: Lane, batch: Sequence[Delivery], counted_at: float | None = None) -> list[AttemptResult]:
+        """Render, send and classify one request for `batch`; one AttemptResult per delivery. `counted_at`: when
+        the rate limiter counted the request (the latency it learns from is measured from there)."""
         destination = lane.destination
         started = self.clock.now()
         status: int | None = None
@@ -283,6 +285,7 @@ class Dispatcher:
             outcome, status, excerpt = await self._http(destination, request)
             latency = (time.perf_counter() - t0) * 1000
         now = self.clock.now()
+        lane.limiter.observe(now - (counted_at if counted_at is not None else started))
         stats = lane.stats
         stats.requests += 1
         if latency is not None:

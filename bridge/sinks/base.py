@@ -107,6 +107,7 @@ class StrictFake:
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "body": body,
             "json": None,
+            "at": self.clock(),
         }
         if self._script:
             scripted = self._script[0]
