@@ -189,7 +189,7 @@ async def receive_webhook(state: BridgeState, request: Request) -> Response:
             state.outbox,
             source=source,
             provider=provider,
-            mapping=mappings.get(provider.settings.mapping) if mappings else None,
+            mapping=mappings.get(provider.mapping_name) if mappings else None,
             destinations=state.destinations,
             inbound=inbound,
             body=body,

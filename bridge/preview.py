@@ -54,7 +54,7 @@ def preview(
 ) -> dict[str, Any]:
     """A JSON-ready description: per provider event, the mapping status, canonical events and the requests."""
     headers = {k.lower(): v for k, v in headers.items()}
-    mapping = mappings.get(provider.settings.mapping)
+    mapping = mappings.get(provider.mapping_name)
     result: dict[str, Any] = {"source": source, "provider": provider.type, "events": []}
     for inbound in provider.parse(body, headers):
         mapped = map_event(mapping, inbound, headers, source, provider.type)

@@ -61,7 +61,7 @@ async def replay_webhook(
     if not inbound:
         report["error"] = "the stored body no longer contains this event"
         return report
-    mapped = map_event(mappings.get(provider.settings.mapping), inbound[0], headers, webhook["source"], provider.type)
+    mapped = map_event(mappings.get(provider.mapping_name), inbound[0], headers, webhook["source"], provider.type)
     deliveries = route(mapped.events, destinations)
     existing = {(d["destination"], d["event_name"], d["event_id"]): d["status"] for d in webhook.get("deliveries", [])}
     planned = []

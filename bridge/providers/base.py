@@ -88,6 +88,8 @@ class Provider(ABC):
         self.tolerance = (
             settings.tolerance_seconds if settings.tolerance_seconds is not None else self.default_tolerance
         )
+        #: the mapping file this source's events go through (its stem); the provider type unless configured
+        self.mapping_name = settings.mapping or self.type
 
     @abstractmethod
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
