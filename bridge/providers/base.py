@@ -14,11 +14,13 @@ The ingest path calls, in this order and never otherwise:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import orjson
 
@@ -153,3 +155,37 @@ def require_string(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise PayloadError(f"missing {what}")
     return value
+
+
+def check_body_hmac(
+    received: str,
+    secrets: Iterable[str | bytes],
+    message: bytes,
+    *,
+    header: str,
+    encoding: Literal["hex", "base64"] = "hex",
+) -> None:
+    """The common scheme: `received` (a header value) is HMAC-SHA256 of `message` under one of `secrets`, hex
+    (compared case-insensitively) or base64. Constant time; SignatureError naming `header` otherwise."""
+    expected: list[bytes | str] = []
+    for secret in secrets:
+        key = secret.encode() if isinstance(secret, str) else secret
+        digest = hmac.new(key, message, hashlib.sha256)
+        expected.append(digest.hexdigest() if encoding == "hex" else base64.b64encode(digest.digest()))
+    given = received.strip().lower() if encoding == "hex" else received.strip()
+    if not any_digest_matches(expected, [given]):
+        raise SignatureError(f"{header} does not match a configured secret")
+
+
+def single_event(body: bytes, *, what: str, id_key: str = "id", type_key: str = "type") -> list[InboundEvent]:
+    """The common body: one JSON object carrying its own event id and type."""
+    event = load_json(body)
+    if not isinstance(event, dict):
+        raise PayloadError(f"a {what} event must be a JSON object")
+    return [
+        InboundEvent(
+            event_id=require_string(event.get(id_key), id_key),
+            event_type=require_string(event.get(type_key), type_key),
+            document=event,
+        )
+    ]

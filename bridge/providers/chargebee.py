@@ -15,16 +15,15 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.errors import PayloadError, SignatureError
+from bridge.errors import SignatureError
 from bridge.providers.base import (
     InboundEvent,
     OptionError,
     Provider,
     SourceSettings,
     any_digest_matches,
-    load_json,
     require_header,
-    require_string,
+    single_event,
 )
 
 
@@ -75,16 +74,7 @@ class ChargebeeProvider(Provider):
             raise SignatureError("HTTP Basic credentials do not match")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
-        event = load_json(body)
-        if not isinstance(event, dict):
-            raise PayloadError("a Chargebee event must be a JSON object")
-        return [
-            InboundEvent(
-                event_id=require_string(event.get("id"), "event id"),
-                event_type=require_string(event.get("event_type"), "event_type"),
-                document=event,
-            )
-        ]
+        return single_event(body, what="Chargebee", type_key="event_type")
 
 
 PROVIDER = ChargebeeProvider

@@ -11,16 +11,15 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from bridge.errors import PayloadError, SignatureError
+from bridge.errors import SignatureError
 from bridge.providers.base import (
     InboundEvent,
     OptionError,
     Provider,
     SourceSettings,
-    any_digest_matches,
-    load_json,
+    check_body_hmac,
     require_header,
-    require_string,
+    single_event,
 )
 
 
@@ -39,26 +38,14 @@ class CheckoutComProvider(Provider):
         self._authorization = hashlib.sha256(authorization.encode()).digest() if authorization else None
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
-        received = require_header(headers, "cko-signature").lower()
-        expected = [hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in self.secrets]
-        if not any_digest_matches(expected, [received]):
-            raise SignatureError("Cko-Signature does not match a configured secret")
+        check_body_hmac(require_header(headers, "cko-signature"), self.secrets, body, header="Cko-Signature")
         if self._authorization is not None:
             given = hashlib.sha256(require_header(headers, "authorization").encode()).digest()
             if not hmac.compare_digest(given, self._authorization):
                 raise SignatureError("Authorization header does not match the configured key")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
-        event = load_json(body)
-        if not isinstance(event, dict):
-            raise PayloadError("a Checkout.com event must be a JSON object")
-        return [
-            InboundEvent(
-                event_id=require_string(event.get("id"), "event id"),
-                event_type=require_string(event.get("type"), "event type"),
-                document=event,
-            )
-        ]
+        return single_event(body, what="Checkout.com")
 
 
 PROVIDER = CheckoutComProvider

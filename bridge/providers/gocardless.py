@@ -9,15 +9,13 @@ on a bad signature; the bridge answers 401 like for every provider (both are ret
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 
-from bridge.errors import PayloadError, SignatureError
+from bridge.errors import PayloadError
 from bridge.providers.base import (
     InboundEvent,
     Provider,
-    any_digest_matches,
+    check_body_hmac,
     load_json,
     require_header,
     require_string,
@@ -29,10 +27,7 @@ class GoCardlessProvider(Provider):
     stored_headers = ("webhook-signature", "origin")
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
-        received = require_header(headers, "webhook-signature").lower()
-        expected = [hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in self.secrets]
-        if not any_digest_matches(expected, [received]):
-            raise SignatureError("Webhook-Signature does not match a configured secret")
+        check_body_hmac(require_header(headers, "webhook-signature"), self.secrets, body, header="Webhook-Signature")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         batch = load_json(body)

@@ -10,11 +10,16 @@ is used instead (`sha256:<hex>`). Lemon Squeezy gives up after 3 retries within 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Mapping
 
-from bridge.errors import PayloadError, SignatureError
-from bridge.providers.base import InboundEvent, Provider, any_digest_matches, load_json, require_header
+from bridge.errors import PayloadError
+from bridge.providers.base import (
+    InboundEvent,
+    Provider,
+    check_body_hmac,
+    load_json,
+    require_header,
+)
 
 
 class LemonSqueezyProvider(Provider):
@@ -22,10 +27,7 @@ class LemonSqueezyProvider(Provider):
     stored_headers = ("x-signature", "x-event-name")
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
-        received = require_header(headers, "x-signature").lower()
-        expected = [hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in self.secrets]
-        if not any_digest_matches(expected, [received]):
-            raise SignatureError("X-Signature does not match a configured secret")
+        check_body_hmac(require_header(headers, "x-signature"), self.secrets, body, header="X-Signature")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         document = load_json(body)

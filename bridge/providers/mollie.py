@@ -9,18 +9,14 @@ and hold nothing to map without an API call. Point a next-gen webhook subscripti
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 
-from bridge.errors import PayloadError, SignatureError
 from bridge.providers.base import (
     InboundEvent,
     Provider,
-    any_digest_matches,
-    load_json,
+    check_body_hmac,
     require_header,
-    require_string,
+    single_event,
 )
 
 
@@ -30,21 +26,10 @@ class MollieProvider(Provider):
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
         received = require_header(headers, "x-mollie-signature").lower().removeprefix("sha256=")
-        expected = [hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in self.secrets]
-        if not any_digest_matches(expected, [received]):
-            raise SignatureError("X-Mollie-Signature does not match a configured secret")
+        check_body_hmac(received, self.secrets, body, header="X-Mollie-Signature")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
-        event = load_json(body)
-        if not isinstance(event, dict):
-            raise PayloadError("a Mollie next-gen webhook must be a JSON event object")
-        return [
-            InboundEvent(
-                event_id=require_string(event.get("id"), "event id"),
-                event_type=require_string(event.get("type"), "event type"),
-                document=event,
-            )
-        ]
+        return single_event(body, what="Mollie next-gen")
 
 
 PROVIDER = MollieProvider

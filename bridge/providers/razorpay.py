@@ -9,14 +9,13 @@ configured until those retries are over (Razorpay retries for 24 h).
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Mapping
 
-from bridge.errors import PayloadError, SignatureError
+from bridge.errors import PayloadError
 from bridge.providers.base import (
     InboundEvent,
     Provider,
-    any_digest_matches,
+    check_body_hmac,
     load_json,
     require_header,
     require_string,
@@ -28,10 +27,8 @@ class RazorpayProvider(Provider):
     stored_headers = ("x-razorpay-signature", "x-razorpay-event-id")
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
-        received = require_header(headers, "x-razorpay-signature").lower()
-        expected = [hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in self.secrets]
-        if not any_digest_matches(expected, [received]):
-            raise SignatureError("X-Razorpay-Signature does not match a configured secret")
+        received = require_header(headers, "x-razorpay-signature")
+        check_body_hmac(received, self.secrets, body, header="X-Razorpay-Signature")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         event = load_json(body)

@@ -8,13 +8,10 @@ read. Several secrets may be configured: Shopify can take up to an hour to switc
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from collections.abc import Mapping
 
 from bridge.errors import PayloadError, SignatureError
-from bridge.providers.base import InboundEvent, Provider, any_digest_matches, load_json
+from bridge.providers.base import InboundEvent, Provider, check_body_hmac, load_json
 
 
 def shopify_header(headers: Mapping[str, str], name: str) -> str:
@@ -43,9 +40,7 @@ class ShopifyProvider(Provider):
         received = shopify_header(headers, "hmac-sha256")
         if not received:
             raise SignatureError("missing X-Shopify-Hmac-Sha256 header")
-        expected = [base64.b64encode(hmac.new(s.encode(), body, hashlib.sha256).digest()) for s in self.secrets]
-        if not any_digest_matches(expected, [received]):
-            raise SignatureError("X-Shopify-Hmac-Sha256 does not match a configured secret")
+        check_body_hmac(received, self.secrets, body, header="X-Shopify-Hmac-Sha256", encoding="base64")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         topic = shopify_header(headers, "topic")

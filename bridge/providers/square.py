@@ -8,22 +8,17 @@ No timestamp; dedup key: `event_id`; type: `type` (`payment.updated`, `refund.cr
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from bridge.errors import PayloadError, SignatureError
 from bridge.providers.base import (
     InboundEvent,
     OptionError,
     Provider,
     SourceSettings,
-    any_digest_matches,
-    load_json,
+    check_body_hmac,
     require_header,
-    require_string,
+    single_event,
 )
 
 
@@ -46,24 +41,11 @@ class SquareProvider(Provider):
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
         received = require_header(headers, "x-square-hmacsha256-signature")
-        message = self.notification_url + body
-        expected = [base64.b64encode(hmac.new(s.encode(), message, hashlib.sha256).digest()) for s in self.secrets]
-        if not any_digest_matches(expected, [received]):
-            raise SignatureError(
-                "x-square-hmacsha256-signature does not match (check the signature key and notification_url)"
-            )
+        header = "x-square-hmacsha256-signature (check the signature key and notification_url)"
+        check_body_hmac(received, self.secrets, self.notification_url + body, header=header, encoding="base64")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
-        event = load_json(body)
-        if not isinstance(event, dict):
-            raise PayloadError("a Square event must be a JSON object")
-        return [
-            InboundEvent(
-                event_id=require_string(event.get("event_id"), "event_id"),
-                event_type=require_string(event.get("type"), "type"),
-                document=event,
-            )
-        ]
+        return single_event(body, what="Square", id_key="event_id")
 
 
 PROVIDER = SquareProvider

@@ -10,8 +10,14 @@ from collections.abc import Mapping
 
 import stripe
 
-from bridge.errors import PayloadError, SignatureError
-from bridge.providers.base import InboundEvent, Provider, check_timestamp, load_json, require_header, require_string
+from bridge.errors import SignatureError
+from bridge.providers.base import (
+    InboundEvent,
+    Provider,
+    check_timestamp,
+    require_header,
+    single_event,
+)
 
 
 def _timestamp(header: str) -> int:
@@ -45,16 +51,7 @@ class StripeProvider(Provider):
         raise SignatureError("no Stripe-Signature v1 signature matches a configured secret")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
-        event = load_json(body)
-        if not isinstance(event, dict):
-            raise PayloadError("a Stripe event must be a JSON object")
-        return [
-            InboundEvent(
-                event_id=require_string(event.get("id"), "event id"),
-                event_type=require_string(event.get("type"), "event type"),
-                document=event,
-            )
-        ]
+        return single_event(body, what="Stripe")
 
 
 PROVIDER = StripeProvider

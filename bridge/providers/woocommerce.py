@@ -15,14 +15,19 @@ true) exactly that body without a signature header is answered 200 and yields no
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import re
 from collections.abc import Mapping
 
 from bridge.errors import PayloadError, SignatureError
-from bridge.providers.base import InboundEvent, OptionError, Provider, SourceSettings, any_digest_matches, load_json
+from bridge.providers.base import (
+    InboundEvent,
+    OptionError,
+    Provider,
+    SourceSettings,
+    check_body_hmac,
+    load_json,
+)
 
 _PING = re.compile(rb"webhook_id=\d{1,20}")
 
@@ -96,9 +101,7 @@ class WooCommerceProvider(Provider):
         received = headers.get("x-wc-webhook-signature", "").strip()
         if not received:
             raise SignatureError("missing x-wc-webhook-signature header")
-        expected = [base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()) for key in self._keys]
-        if not any_digest_matches(expected, [received]):
-            raise SignatureError("X-WC-Webhook-Signature does not match a configured secret")
+        check_body_hmac(received, self._keys, body, header="X-WC-Webhook-Signature", encoding="base64")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         if self._is_ping(body, headers):
