@@ -75,7 +75,6 @@ class BridgeState:
     dispatcher: Dispatcher | None = None
     reloader: MappingReloader | None = None
     metrics: Metrics = field(default_factory=Metrics)
-    started_at: float = field(default_factory=time.time)
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:

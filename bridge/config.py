@@ -55,8 +55,6 @@ class Settings:
     port: int = 8080
     #: where the config came from (for messages)
     path: str = "<settings>"
-    #: source names (and destination names) -> (line) in the file, for messages about them later
-    source_lines: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class _Reader:
@@ -207,7 +205,6 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
     sources = _read_sources(r, r.mapping(root, "sources"), mappings_dir, max_body)
     destinations = _read_destinations(r, r.mapping(root, "destinations"))
     dispatcher = _read_dispatcher(r, r.mapping(root, "dispatcher"))
-    src = root.get("sources")
     return Settings(
         outbox_url=outbox_url,
         mappings_dir=mappings_dir,
@@ -219,7 +216,6 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
         host=host,
         port=port,
         path=file,
-        source_lines={name: src.key_mark(name) for name in sources} if isinstance(src, YamlMap) else {},
     )
 
 

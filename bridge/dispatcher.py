@@ -23,6 +23,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import aiohttp
 import orjson
@@ -299,7 +300,7 @@ class Dispatcher:
                 lane.limiter.throttled(now, outcome.retry_after)
         results = []
         for delivery in batch:
-            verdict = outcome.verdict.value
+            verdict: Literal["delivered", "retry", "dead"] = outcome.verdict.value
             next_at: float | None = None
             error = None if outcome.verdict is Verdict.DELIVERED else outcome.reason
             if outcome.verdict is Verdict.RETRY:
@@ -318,7 +319,7 @@ class Dispatcher:
                     delivery_id=delivery.id,
                     owner=delivery.lease_owner,
                     started_at=started,
-                    verdict=verdict,  # type: ignore[arg-type]
+                    verdict=verdict,
                     next_attempt_at=next_at,
                     status_code=status,
                     latency_ms=latency,

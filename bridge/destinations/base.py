@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from bridge import __version__
 from bridge.errors import RenderError
@@ -40,6 +40,8 @@ class Verdict(Enum):
     DELIVERED = "delivered"  #: done
     RETRY = "retry"  #: try again later (backoff; Retry-After honoured)
     DEAD = "dead"  #: permanent failure: stop, keep for ops to inspect and retry by hand
+
+    value: Literal["delivered", "retry", "dead"]
 
 
 @dataclass(frozen=True, slots=True)
