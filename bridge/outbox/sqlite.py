@@ -5,8 +5,9 @@
   them back to `pending` (no attempt counted; their next_attempt_at is unchanged, so they are due at once).
 - Durability: WAL with `synchronous=FULL` on the writer, checked after it is set (T3): a webhook is acknowledged
   only after its commit reached the disk.
-- Writes go through one writer task with group commit (see sqlite_writer.py). Reads use a second, read-only
-  connection, so ops queries and the dispatcher's polling never wait behind the writer.
+- Writes are group-committed by one writer thread that owns a stdlib sqlite3 connection (see sqlite_writer.py):
+  each batch is one transaction, one synchronous call in that thread, and one hop back to the event loop. Reads use
+  a second, read-only aiosqlite connection, so ops queries and the dispatcher's polling never wait behind the writer.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import aiosqlite
@@ -28,7 +29,7 @@ from bridge.outbox import rows as r
 from bridge.outbox import sqlite_queries as q
 from bridge.outbox.base import AttemptResult, Delivery, IngestResult, NewDelivery, NewWebhook
 from bridge.outbox.sqlite_schema import MIGRATIONS, READER_PRAGMAS, WRITER_PRAGMAS, apply_pragmas, migrate
-from bridge.outbox.sqlite_writer import BatchWriter, log
+from bridge.outbox.sqlite_writer import BatchWriter, WriteConnection, log
 
 
 class SqliteOutbox:
@@ -43,7 +44,7 @@ class SqliteOutbox:
         self._group_window_ms = group_window_ms
         self._max_batch = max_batch
         self._lock_fd: int | None = None
-        self._write: aiosqlite.Connection | None = None
+        self._write: WriteConnection | None = None
         self._read: aiosqlite.Connection | None = None
         self._read_lock = asyncio.Lock()
         self._writer: BatchWriter | None = None
@@ -76,9 +77,12 @@ class SqliteOutbox:
             raise OutboxError(f"{self!r} is already open")
         self._take_lock()
         try:
-            self._write = await self._connect(self.path, isolation_level=None, cached_statements=512)
-            await apply_pragmas(self._write, self._writer_pragmas, writer=True)
-            await migrate(self._write, self._migrations)
+            self._write = await WriteConnection.open(self.path, cached_statements=512)
+            # sqlite_schema's helpers only call `execute_fetchall`, which WriteConnection provides (in its thread):
+            # the pragmas are set and checked, and migrations run, on the very connection the writer will use
+            schema_conn = cast(aiosqlite.Connection, self._write)
+            await apply_pragmas(schema_conn, self._writer_pragmas, writer=True)
+            await migrate(schema_conn, self._migrations)
             recovered = list(await self._write.execute_fetchall(q.RESET_IN_FLIGHT))
             self.recovered_in_flight = len(recovered)
             if recovered:
@@ -113,10 +117,12 @@ class SqliteOutbox:
             raise OutboxError(f"cannot open the SQLite outbox {str(self.path)!r}: {exc}") from exc
 
     async def _disconnect(self) -> None:
-        for conn in (self._read, self._write):
-            if conn is not None:
-                with contextlib.suppress(sqlite3.Error, ValueError):
-                    await conn.close()
+        if self._read is not None:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await self._read.close()
+        if self._write is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await self._write.close()  # in the writer thread, after anything still running there; ends it
         self._read = self._write = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the flock

@@ -6,8 +6,12 @@ import asyncio
 import os
 import re
 import sqlite3
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -17,6 +21,7 @@ from bridge.outbox import sqlite_queries as q
 from bridge.outbox.postgres import PostgresOutbox
 from bridge.outbox.sqlite import SqliteOutbox
 from bridge.outbox.sqlite_schema import MIGRATIONS, WRITER_PRAGMAS, Migration
+from bridge.outbox.sqlite_writer import THREAD_NAME
 from tests.outbox.support import T0, delivery, result, webhook
 
 
@@ -42,12 +47,14 @@ async def test_durability_pragmas_are_in_force(db: Path) -> None:
     outbox = SqliteOutbox(db)
     await outbox.open()
     try:
-        writer = outbox._write
-        assert writer is not None
-        assert list(await writer.execute_fetchall("PRAGMA journal_mode")) == [("wal",)]
-        assert list(await writer.execute_fetchall("PRAGMA synchronous")) == [(2,)]
-        assert list(await writer.execute_fetchall("PRAGMA foreign_keys")) == [(1,)]
-        assert list(await writer.execute_fetchall("PRAGMA busy_timeout")) == [(5000,)]
+        assert outbox._writer is not None
+
+        def pragmas(conn: sqlite3.Connection) -> list[object]:
+            names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            return [conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names]
+
+        # read on the connection the writer commits with, in its own thread
+        assert await outbox._writer.call(pragmas) == ["wal", 2, 1, 5000]
     finally:
         await outbox.close()
 
@@ -191,17 +198,77 @@ async def test_cancelled_callers_do_not_break_the_writer(sq: SqliteOutbox) -> No
     assert not (await sq.ingest(webhook("evt_after"))).duplicate
 
 
+class WriterCrash(BaseException):
+    """Not an Exception: escapes the per-batch handling, as a bug in the writer loop would."""
+
+
 async def test_a_dead_writer_never_leaves_callers_waiting(sq: SqliteOutbox) -> None:
+    assert sq._writer is not None
+
+    def crash(work: object) -> NoReturn:
+        raise WriterCrash("boom")
+
+    sq._writer._transaction = crash  # type: ignore[method-assign]
     tasks = [asyncio.create_task(sq.ingest(webhook(f"evt_{i}"))) for i in range(10)]
-    await asyncio.sleep(0)
-    assert sq._writer is not None and sq._writer._task is not None
-    sq._writer._task.cancel()
     outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=5)
     assert all(isinstance(o, OutboxUnavailable) for o in outcomes), outcomes
     with pytest.raises(OutboxUnavailable):
         await sq.ping()
     with pytest.raises(OutboxUnavailable):
         await sq.ingest(webhook("evt_late"))
+    # nothing was written, and closing still works (the thread is free again, so the connection gets closed)
+    await sq.close()
+    assert count(sq.path, "webhooks") == 0
+
+
+def writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_NAME)]
+
+
+async def test_writes_run_in_the_writer_thread_and_futures_resolve_on_the_loop(db: Path) -> None:
+    before = set(writer_threads())
+    outbox = SqliteOutbox(db)
+    await outbox.open()
+    assert outbox._writer is not None
+    [thread] = set(writer_threads()) - before
+    seen: list[str] = []
+    writes = [outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"))) for i in range(20)]
+    name = outbox._writer.call(lambda conn: threading.current_thread().name)
+
+    async def on_loop() -> None:
+        await outbox.ingest(webhook("evt_x"))
+        seen.append(threading.current_thread().name)
+
+    results = await asyncio.gather(*writes, name, on_loop())
+    assert results[20] == thread.name
+    assert seen == [threading.main_thread().name]
+    assert outbox.stats_commits == 1 and outbox.stats_ops == 22  # one loop pass, one transaction
+    await outbox.close()
+    assert not thread.is_alive()  # close() closed the connection in that thread and shut it down
+    assert count(db, "webhooks") == 21
+
+
+def test_an_outbox_never_closed_does_not_hang_the_exit(db: Path) -> None:
+    """The writer thread leaves `_serve` once its event loop is closed, so the interpreter can join it at exit."""
+    program = f"""
+import asyncio
+from bridge.outbox.sqlite import SqliteOutbox
+from bridge.outbox.sqlite_writer import BatchWriter
+from tests.outbox.support import webhook
+
+BatchWriter.idle_poll = 0.05
+
+async def main() -> None:
+    outbox = SqliteOutbox({str(db)!r})
+    await outbox.open()
+    await outbox.ingest(webhook("evt_1"))
+    await outbox._read.close()  # aiosqlite's own (non-daemon) thread would hang the exit: not ours to fix
+
+asyncio.run(main())  # closes the loop; outbox.close() is never called
+"""
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", program], cwd=root, timeout=30, check=True)
+    assert count(db, "webhooks") == 1
 
 
 async def test_close_finishes_queued_writes(db: Path) -> None:
