@@ -7,6 +7,7 @@ mapping errors print `file:line:column: message (hint: …)` and exit 2.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     mappings = load_mappings(settings.mappings_dir)
     app = create_app(settings, mappings=mappings)
+    # Everything loaded so far lives for the whole process: keep it out of the collector's scans, and collect
+    # young objects less often (measured: the cyclic GC took ~6 % of the event loop under ingest load).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     uvicorn.run(
         app,
         host=args.host or settings.host,
@@ -47,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.dispatcher.shutdown_grace_seconds) + 5,
         server_header=False,
+        proxy_headers=args.proxy_headers,
     )
     return 0
 
@@ -222,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL", "INFO"))
+    serve.add_argument(
+        "--proxy-headers", action="store_true", help="trust X-Forwarded-For/Proto (only behind your own proxy)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = with_config(sub.add_parser("check", help="validate the config and every mapping file"))

@@ -101,8 +101,11 @@ def minor_to_major(amount: Any, currency: Any, convention: str = "iso") -> str |
     return format(Decimal((sign, digits, int(power) - exponent)), "f")
 
 
+_SIZED = (str, list, dict)
+
+
 def _is_empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str | list | dict) and len(value) == 0)
+    return value is None or (isinstance(value, _SIZED) and len(value) == 0)
 
 
 def _text(value: Any, what: str) -> str:

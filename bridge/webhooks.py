@@ -1,0 +1,143 @@
+"""POST /webhooks/{source}: read the raw body (bounded), verify, parse, map and store, then acknowledge.
+
+Served as plain ASGI by `WebhookFront`, which sits in front of Starlette's router: the ingest path builds no
+Request or Response objects and runs no route matching or exception wrapping. Every other path goes on to the
+Starlette app (ops, health, metrics, and a 404/405 for anything else).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bridge.errors import OutboxError, PayloadError, SignatureError
+from bridge.ingest import store
+
+if TYPE_CHECKING:
+    from bridge.app import BridgeState
+
+log = logging.getLogger("bridge.http")
+
+_PREFIX = "/webhooks/"
+_JSON = [(b"content-type", b"application/json")]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The raw body, refusing (without reading the rest) once it passes `limit` bytes."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _error(status: int, message: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    return status, orjson.dumps({"error": message}), _JSON
+
+
+async def handle(state: BridgeState, source: str, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
+    """(status, body, headers) for one webhook request."""
+    started = time.perf_counter()
+    provider = state.providers.get(source)
+    if provider is None:
+        return _error(404, f"unknown source {source!r}")
+    headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+    metrics = state.metrics
+    try:
+        body = await read_body(receive, headers.get("content-length"), provider.settings.max_body_bytes)
+    except BodyTooLarge:
+        metrics.rejected(source, "too_large")
+        return _error(413, f"body larger than {provider.settings.max_body_bytes} bytes")
+    now = state.clock.now()
+    try:
+        await provider.verify(body, headers, now)
+    except SignatureError as exc:
+        metrics.rejected(source, "signature")
+        log.warning("signature rejected", extra={"source": source, "reason": str(exc)})
+        return _error(401, "signature verification failed")  # the reason is logged, never returned
+    try:
+        inbound = provider.parse(body, headers)
+    except PayloadError as exc:
+        metrics.rejected(source, "malformed")
+        return _error(400, str(exc))
+    if state.outbox is None:
+        return _error(503, "starting up, retry later")
+    mappings = state.mappings
+    try:
+        outcome = await store(
+            state.outbox,
+            source=source,
+            provider=provider,
+            mapping=mappings.get(provider.mapping_name) if mappings else None,
+            destinations=state.destinations,
+            inbound=inbound,
+            body=body,
+            headers=headers,
+            received_at=now,
+        )
+    except OutboxError as exc:
+        metrics.rejected(source, "unavailable")
+        log.error("storage unavailable", extra={"source": source, "error": str(exc)})
+        status, payload, extra = _error(503, "storage unavailable, retry later")
+        return status, payload, [*extra, (b"retry-after", b"5")]
+    for status_word, result in zip(outcome.statuses, outcome.results, strict=True):
+        metrics.webhook(source, "duplicate" if result.duplicate else status_word)
+    if outcome.deliveries_created and state.dispatcher is not None:
+        state.dispatcher.wake()
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "webhook",
+            extra={
+                "source": source,
+                "ack": outcome.status,
+                "events": [e.event_type for e in inbound],
+                "deliveries": outcome.deliveries_created,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+    ack = provider.acknowledge(outcome.status, [r.webhook_id for r in outcome.results])
+    return ack.status_code, ack.body, [(b"content-type", ack.media_type.encode("latin-1"))]
+
+
+class WebhookFront:
+    """ASGI middleware answering POST /webhooks/{source} itself; everything else goes to `app`."""
+
+    def __init__(self, app: ASGIApp, state: BridgeState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        source = path[len(_PREFIX) :] if path.startswith(_PREFIX) else ""
+        if not source or "/" in source or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            status, body, headers = await handle(self.state, source, scope, receive)
+        except ClientGone:
+            return
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
