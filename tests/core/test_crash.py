@@ -24,15 +24,23 @@ API_KEY = "cv_crash_key"
 pytestmark = pytest.mark.slow
 
 
-def slow(app: Any, delay: float) -> Any:
-    """Wrap an ASGI app so every HTTP request takes `delay` seconds: deliveries stay in flight."""
+class Slow:
+    """Wrap an ASGI app so every HTTP request takes `delay` seconds: deliveries stay in flight. `waiting` counts
+    requests that have arrived and not been answered yet."""
 
-    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __init__(self, app: Any, delay: float) -> None:
+        self.app = app
+        self.delay = delay
+        self.waiting = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            await asyncio.sleep(delay)
-        await app(scope, receive, send)
-
-    return wrapped
+            self.waiting += 1
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.waiting -= 1
+        await self.app(scope, receive, send)
 
 
 def payment(index: int) -> bytes:
@@ -77,7 +85,8 @@ async def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
 
 async def test_sigkill_with_deliveries_in_flight_loses_nothing(tmp_path: Path) -> None:
     fake = ConvultraFake(API_KEY)
-    async with serve(slow(fake.app, 0.3)) as sink:
+    slow = Slow(fake.app, 0.3)
+    async with serve(slow) as sink:
         config = tmp_path / "bridge.yaml"
         config.write_text(
             yaml.safe_dump(
@@ -110,11 +119,12 @@ async def test_sigkill_with_deliveries_in_flight_loses_nothing(tmp_path: Path) -
                     response = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
                     if response.status_code == 200:
                         acknowledged.add(f"pi_crash_{index}")
-            # let a few requests reach the (slow) sink, then kill while others are in flight
-            for _ in range(200):
-                if len(fake.requests) >= 4:
+            # kill while a request is in flight at the (slow) sink: sent, not yet answered
+            for _ in range(500):
+                if slow.waiting:
                     break
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.005)
+            assert slow.waiting, "no delivery was ever in flight"
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
             delivered_before_restart = order_ids(fake)
