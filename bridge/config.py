@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bridge.destinations import destination_class, destination_types
 from bridge.destinations.base import DestinationSettings, RateLimit
-from bridge.destinations.base import OptionError as DestinationOptionError
 from bridge.errors import ConfigError
 from bridge.events import is_valid_name
 from bridge.providers import provider_class, provider_types
-from bridge.providers.base import OptionError as ProviderOptionError
 from bridge.providers.base import SourceSettings
 from bridge.retry import DEFAULT_SCHEDULE, RetryPolicy
 from bridge.yamlsrc import YamlList, YamlMap, load
@@ -235,22 +233,45 @@ def _resolve_outbox_url(r: _Reader, outbox: YamlMap, url: str, base_dir: Path) -
     )
 
 
+def _entries(r: _Reader, node: YamlMap, kind: str) -> Iterator[tuple[str, YamlMap]]:
+    """(name, entry) of a sources:/destinations: section, each name a URL-safe slug and each entry a mapping."""
+    for name, entry in node.items():
+        if not _SLUG.match(name):
+            raise r.fail(node.key_mark(name), f"{kind} name {name!r} must be letters, digits, '-' or '_'")
+        if not isinstance(entry, YamlMap):
+            raise r.fail(node.value_mark(name), f"{kind} {name!r} must be a mapping")
+        yield name, entry
+
+
+def _choose(r: _Reader, entry: YamlMap, key: str, known: list[str], what: str) -> str:
+    """A required `key` whose value must be one of `known` (with a did-you-mean hint)."""
+    value = r.string(entry, key, required=True) or ""
+    if value not in known:
+        close = difflib.get_close_matches(value, known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+        raise r.fail(entry.value_mark(key), f"unknown {what} {value!r}", hint)
+    return value
+
+
+def _check_builds(r: _Reader, entry: YamlMap, label: str, build: Callable[[Any], object], settings: Any) -> None:
+    """Construct the provider/destination once so its own option checks fail here, at the offending line
+    (their OptionError carries the option's key)."""
+    try:
+        build(settings)
+    except ValueError as exc:
+        key = getattr(exc, "key", None)
+        mark = entry.value_mark(key) if isinstance(key, str) and key in entry else entry.start
+        raise r.fail(mark, f"{label}: {exc}") from None
+
+
 _SOURCE_KEYS = {"provider", "secrets", "tolerance_seconds", "mapping", "max_body_bytes"}
 
 
 def _read_sources(r: _Reader, node: YamlMap, mappings_dir: Path, max_body: int) -> dict[str, SourceSettings]:
     out: dict[str, SourceSettings] = {}
     types = provider_types()
-    for name, entry in node.items():
-        if not _SLUG.match(name):
-            raise r.fail(node.key_mark(name), f"source name {name!r} must be letters, digits, '-' or '_'")
-        if not isinstance(entry, YamlMap):
-            raise r.fail(node.value_mark(name), f"source {name!r} must be a mapping")
-        provider = r.string(entry, "provider", required=True) or ""
-        if provider not in types:
-            close = difflib.get_close_matches(provider, types, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known providers: {', '.join(types)}"
-            raise r.fail(entry.value_mark("provider"), f"unknown provider {provider!r}", hint)
+    for name, entry in _entries(r, node, "source"):
+        provider = _choose(r, entry, "provider", types, "provider")
         cls = provider_class(provider)
         r.check_keys(entry, _SOURCE_KEYS | set(cls.options), f"source {name!r} ({provider})")
         secrets = r.strings(entry, "secrets")
@@ -275,13 +296,7 @@ def _read_sources(r: _Reader, node: YamlMap, mappings_dir: Path, max_body: int) 
             max_body_bytes=r.integer(entry, "max_body_bytes", max_body, minimum=1024),
             options=options,
         )
-        try:
-            cls(settings)
-        except ProviderOptionError as exc:
-            mark = entry.value_mark(exc.key) if exc.key in entry else entry.start
-            raise r.fail(mark, f"source {name!r}: {exc}") from None
-        except ValueError as exc:
-            raise r.fail(entry.start, f"source {name!r}: {exc}") from None
+        _check_builds(r, entry, f"source {name!r}", cls, settings)
         out[name] = settings
     return out
 
@@ -292,19 +307,11 @@ _DESTINATION_KEYS = {"type", "url", "events", "event_names", "concurrency", "rat
 def _read_destinations(r: _Reader, node: YamlMap) -> dict[str, DestinationSettings]:
     out: dict[str, DestinationSettings] = {}
     types = destination_types()
-    for name, entry in node.items():
-        if not _SLUG.match(name):
-            raise r.fail(node.key_mark(name), f"destination name {name!r} must be letters, digits, '-' or '_'")
-        if not isinstance(entry, YamlMap):
-            raise r.fail(node.value_mark(name), f"destination {name!r} must be a mapping")
-        type_name = r.string(entry, "type", required=True) or ""
-        if type_name not in types:
-            close = difflib.get_close_matches(type_name, types, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known types: {', '.join(types)}"
-            raise r.fail(entry.value_mark("type"), f"unknown destination type {type_name!r}", hint)
-        cls = destination_class(type_name)
-        r.check_keys(entry, _DESTINATION_KEYS | set(cls.options), f"destination {name!r} ({type_name})")
-        url = r.string(entry, "url", required=cls.requires_url) or ""
+    for name, entry in _entries(r, node, "destination"):
+        type_name = _choose(r, entry, "type", types, "destination type")
+        kind = destination_class(type_name)
+        r.check_keys(entry, _DESTINATION_KEYS | set(kind.options), f"destination {name!r} ({type_name})")
+        url = r.string(entry, "url", required=kind.requires_url) or ""
         if url and not url.startswith(("http://", "https://")):
             raise r.fail(entry.value_mark("url"), f"destination url must be http(s), got {url!r}")
         events = r.strings(entry, "events") or ("*",)
@@ -333,13 +340,7 @@ def _read_destinations(r: _Reader, node: YamlMap) -> dict[str, DestinationSettin
             headers=dict(headers),
             options=options,
         )
-        try:
-            cls(settings)
-        except DestinationOptionError as exc:
-            mark = entry.value_mark(exc.key) if exc.key in entry else entry.start
-            raise r.fail(mark, f"destination {name!r}: {exc}") from None
-        except ValueError as exc:
-            raise r.fail(entry.start, f"destination {name!r}: {exc}") from None
+        _check_builds(r, entry, f"destination {name!r}", kind, settings)
         out[name] = settings
     return out
 
