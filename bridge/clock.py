@@ -36,10 +36,6 @@ class ScaledClock:
     def now(self) -> float:
         return self._origin + (time.monotonic() - self._t0) * self.scale
 
-    def monotonic(self) -> float:
-        """The same clock as a plain callable, for code that wants `time.monotonic`-style readings."""
-        return self.now()
-
 
 class ManualClock:
     """A clock that only moves when told to (for tests and simulations)."""

@@ -68,6 +68,14 @@ class Metrics:
                 value = getattr(stats, verdict)
                 out.append(f"bridge_delivery_attempts_total{_labels(destination=dest, verdict=verdict)} {value}")
         out += [
+            "# HELP bridge_delivery_lost_leases_total Completions refused because another claim owned the delivery.",
+            "# TYPE bridge_delivery_lost_leases_total counter",
+        ]
+        out += [
+            f"bridge_delivery_lost_leases_total{_labels(destination=dest)} {stats.lost_leases}"
+            for dest, stats in sorted(lanes.items())
+        ]
+        out += [
             "# HELP bridge_delivery_request_seconds_sum Time spent in destination requests.",
             "# TYPE bridge_delivery_request_seconds_sum counter",
         ]

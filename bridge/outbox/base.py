@@ -138,10 +138,6 @@ class Outbox(Protocol):
         """The earliest next_attempt_at of pending deliveries (or lease_until of in_flight ones), or None."""
         ...
 
-    async def destinations_with_due_work(self, now: float) -> list[str]:
-        """Destination names having a claimable delivery at `now`."""
-        ...
-
     # -- ops -------------------------------------------------------------------------------------------
 
     async def stats(self, now: float) -> dict[str, Any]:

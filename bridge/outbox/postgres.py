@@ -237,11 +237,6 @@ class PostgresOutbox:
                 value = await conn.fetchval(q.NEXT_DUE_ONE, destination)
         return r.as_float(value)
 
-    async def destinations_with_due_work(self, now: float) -> list[str]:
-        async with self._reading() as conn:
-            rows = await conn.fetch(q.DUE_DESTINATIONS, now)
-        return sorted(str(row[0]) for row in rows)
-
     async def stats(self, now: float) -> dict[str, Any]:
         async with self._reading() as conn:
             counts = await conn.fetch(q.STATS_COUNTS)

@@ -168,16 +168,6 @@ SELECT least(
     (SELECT min(lease_until) FROM deliveries WHERE status = 'in_flight'))
 """
 
-# scalar subqueries with LIMIT 1 (not EXISTS, which the planner may turn into a hash of every due row)
-DUE_DESTINATIONS = f"""
-{_DESTINATIONS}
-SELECT dest.name FROM dest WHERE dest.name IS NOT NULL AND (
-    (SELECT true FROM deliveries
-     WHERE destination = dest.name AND status = 'pending' AND next_attempt_at <= $1 LIMIT 1)
-    OR (SELECT true FROM deliveries
-        WHERE destination = dest.name AND status = 'in_flight' AND lease_until <= $1 LIMIT 1))
-"""
-
 STATS_COUNTS = "SELECT destination, status, count(*) FROM deliveries GROUP BY destination, status"
 STATS_OLDEST = f"""
 {_DESTINATIONS}

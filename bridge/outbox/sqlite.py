@@ -213,11 +213,6 @@ class SqliteOutbox:
                 rows = await self._all(conn, q.NEXT_DUE_ONE, {"destination": destination})
         return r.as_float(rows[0][0]) if rows else None
 
-    async def destinations_with_due_work(self, now: float) -> list[str]:
-        async with self._reading() as conn:
-            rows = await self._all(conn, q.DUE_DESTINATIONS, {"now": now})
-        return sorted(str(row[0]) for row in rows)
-
     async def stats(self, now: float) -> dict[str, Any]:
         async with self._reading() as conn:
             counts = await self._all(conn, q.STATS_COUNTS)

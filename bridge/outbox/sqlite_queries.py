@@ -232,16 +232,6 @@ SELECT min(t) FROM (
     SELECT min(lease_until) FROM deliveries WHERE status = 'in_flight')
 """
 
-DUE_DESTINATIONS = f"""
-{_DESTINATIONS}
-SELECT dest.name FROM dest WHERE dest.name IS NOT NULL AND (
-    EXISTS (SELECT 1 FROM deliveries
-            WHERE destination = dest.name AND status = 'pending' AND next_attempt_at <= :now)
-    OR EXISTS (SELECT 1 FROM deliveries
-               WHERE destination = dest.name AND status = 'in_flight' AND lease_until <= :now))
-ORDER BY dest.name
-"""
-
 STATS_COUNTS = "SELECT destination, status, count(*) FROM deliveries GROUP BY destination, status"
 STATS_OLDEST = f"""
 {_DESTINATIONS}

@@ -231,23 +231,17 @@ async def test_release_gives_leases_back_without_counting_an_attempt(outbox: Any
     assert row["attempts"] == []
 
 
-async def test_next_due_at_and_destinations_with_due_work(outbox: AnyOutbox) -> None:
+async def test_next_due_at(outbox: AnyOutbox) -> None:
     assert await outbox.next_due_at() is None
     assert await outbox.next_due_at("conv") is None
-    assert await outbox.destinations_with_due_work(T0) == []
     await outbox.ingest(webhook("evt_1", delivery("conv", "o1"), received_at=T0 + 20))
     await outbox.ingest(webhook("evt_2", delivery("zen", "o1"), delivery("ga4", "o1"), received_at=T0 + 10))
     assert await outbox.next_due_at() == T0 + 10
     assert await outbox.next_due_at("conv") == T0 + 20
     assert await outbox.next_due_at("nope") is None
-    assert await outbox.destinations_with_due_work(T0 + 10) == ["ga4", "zen"]
-    assert await outbox.destinations_with_due_work(T0 + 20) == ["conv", "ga4", "zen"]
 
     await outbox.claim("zen", 1, T0 + 10, LEASE, "w1")
     await outbox.claim("ga4", 1, T0 + 10, 5.0, "w1")
     # zen only has an in-flight delivery: due when its lease runs out
     assert await outbox.next_due_at("zen") == T0 + 10 + LEASE
     assert await outbox.next_due_at() == T0 + 15
-    assert await outbox.destinations_with_due_work(T0 + 14) == []
-    assert await outbox.destinations_with_due_work(T0 + 15) == ["ga4"]
-    assert await outbox.destinations_with_due_work(T0 + 40) == ["conv", "ga4", "zen"]

@@ -343,7 +343,6 @@ FULL_SCAN = re.compile(r"^SCAN (deliveries|webhooks)\b")
         ),
         ("next_due_one", q.NEXT_DUE_ONE, {"destination": "d"}, "deliveries_due"),
         ("next_due_all", q.NEXT_DUE_ALL, {}, "deliveries_due"),
-        ("due_destinations", q.DUE_DESTINATIONS, {"now": 1.0}, "deliveries_due"),
         ("complete", q.complete(2), [1] * 14, "PRIMARY KEY"),
         ("find_webhooks", q.find_webhooks(2), [1] * 4, "sqlite_autoindex_webhooks_1"),
         ("purge_webhooks", q.PURGE_WEBHOOKS, [1, 1], "webhooks_received_at"),
