@@ -11,8 +11,6 @@ bodies are generated up front and cycled by a wrk Lua script. Everything runs on
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import subprocess
 import tempfile
 import time
@@ -22,6 +20,7 @@ import orjson
 import yaml
 
 from bench._common import ROOT, free_port, parse_wrk, python, spawn, stop, wait_http
+from bridge.demo import stripe_signature
 
 SECRET = "whsec_bench_secret"
 BARE_APP = """
@@ -45,8 +44,7 @@ def bodies(count: int, run: str) -> list[tuple[bytes, str]]:
         template["id"] = f"evt_bench_{run}_{index}"
         template["data"]["object"]["payment_intent"] = f"pi_bench_{run}_{index}"
         body = orjson.dumps(template)
-        signature = hmac.new(SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
-        out.append((body, f"t={now},v1={signature}"))
+        out.append((body, stripe_signature(body, SECRET, now)))
     return out
 
 

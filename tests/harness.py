@@ -3,8 +3,6 @@ mappings, the lifespan running (dispatcher included), and an httpx client speaki
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -20,6 +18,7 @@ from starlette.applications import Starlette
 from bridge.app import BridgeState, create_app
 from bridge.clock import Clock
 from bridge.config import Settings, load_settings
+from bridge.demo import stripe_signature
 from bridge.providers.base import Provider
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +31,7 @@ OPS_TOKEN = "ops-token-for-tests-0123456789"
 def stripe_headers(body: bytes, secret: str = STRIPE_SECRET, timestamp: float | None = None) -> dict[str, str]:
     """Sign a body the way Stripe does: t=<unix>,v1=hex(HMAC-SHA256(secret, f"{t}.{body}"))."""
     t = int(timestamp if timestamp is not None else time.time())
-    signature = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"Stripe-Signature": f"t={t},v1={signature}", "Content-Type": "application/json"}
+    return {"Stripe-Signature": stripe_signature(body, secret, t), "Content-Type": "application/json"}
 
 
 def stripe_case(name: str) -> bytes:
