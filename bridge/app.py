@@ -9,7 +9,6 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import aiohttp
 from starlette.applications import Starlette
@@ -22,30 +21,15 @@ from bridge.destinations import destination_class
 from bridge.destinations.base import Destination
 from bridge.dispatcher import Dispatcher, new_session
 from bridge.mapping import MappingSet, load_mappings
-from bridge.metrics import Metrics
 from bridge.outbox import open_outbox
 from bridge.outbox.base import Outbox
 from bridge.providers import provider_class
 from bridge.providers.base import Provider
 from bridge.reload import MappingReloader
+from bridge.state import BridgeState
 from bridge.webhooks import WebhookFront
 
 log = logging.getLogger("bridge.http")
-
-
-@dataclass
-class BridgeState:
-    """Everything the routes need; built by create_app, filled in by the lifespan."""
-
-    settings: Settings
-    clock: Clock
-    providers: dict[str, Provider]
-    destinations: dict[str, Destination]
-    mappings: MappingSet | None = None
-    outbox: Outbox | None = None
-    dispatcher: Dispatcher | None = None
-    reloader: MappingReloader | None = None
-    metrics: Metrics = field(default_factory=Metrics)
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:

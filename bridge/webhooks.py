@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.errors import OutboxError, PayloadError, SignatureError
 from bridge.ingest import store
-
-if TYPE_CHECKING:
-    from bridge.app import BridgeState
+from bridge.state import BridgeState
 
 log = logging.getLogger("bridge.http")
 

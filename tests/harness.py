@@ -15,11 +15,12 @@ import orjson
 import yaml
 from starlette.applications import Starlette
 
-from bridge.app import BridgeState, create_app
+from bridge.app import create_app
 from bridge.clock import Clock
 from bridge.config import Settings, load_settings
 from bridge.demo import stripe_signature
 from bridge.providers.base import Provider
+from bridge.state import BridgeState
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = ROOT / "mappings"

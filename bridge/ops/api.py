@@ -1,4 +1,4 @@
-"""Operations endpoints: health, readiness, metrics, and the outbox behind a Bearer token.
+"""The ops JSON API and health routes: health, readiness, metrics, and the outbox behind a Bearer token.
 
 No token configured → every /ops route answers 403 (the API is off, not open). Tokens are compared in
 constant time. Nothing here writes outside the outbox contract.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -18,9 +18,7 @@ from starlette.routing import Route
 from bridge.errors import OutboxError
 from bridge.outbox.base import DELIVERY_STATUSES, WEBHOOK_STATUSES
 from bridge.replay import replay_webhook
-
-if TYPE_CHECKING:
-    from bridge.app import BridgeState
+from bridge.state import BridgeState
 
 Handler = Callable[[Request], Awaitable[Response]]
 
