@@ -71,6 +71,10 @@ def preview(
                 if not destination.routes(event["name"]):
                     continue
                 request: dict[str, Any] = {"destination": name, "event": event["name"], "id": event["id"]}
+                if not destination.accepts(event):
+                    request["error"] = "not sent: the destination does not accept this event (see its consent policy)"
+                    entry["requests"].append(request)
+                    continue
                 try:
                     rendered = destination.render([event])
                 except (RenderError, BridgeError) as exc:
