@@ -57,10 +57,13 @@ def iso_ms(epoch: float) -> str:
 
 
 def _age(seconds: float) -> str:
-    if seconds >= 2 * 86400 and seconds % 86400 == 0:
-        return f"{int(seconds // 86400)} days"
+    """A duration as people read an age limit: whole days from a week up, hours from an hour up."""
+    if seconds >= 7 * 86400:
+        days = seconds / 86400
+        return f"{days:.0f} days" if days == int(days) else f"{days:.1f} days"
     if seconds >= 3600:
-        return f"{seconds / 3600:.0f} h" if seconds % 3600 == 0 else f"{seconds / 3600:.1f} h"
+        hours = seconds / 3600
+        return f"{hours:.0f} h" if hours == int(hours) else f"{hours:.1f} h"
     return f"{seconds:.0f} s"
 
 
