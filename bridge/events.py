@@ -8,7 +8,7 @@ A canonical event is a plain JSON-ready dict (so it is stored, diffed and sent w
 
 Money is a decimal string ("54.98"), never a float; times are RFC 3339 UTC strings. Consent flags are booleans:
 true = granted, false = denied, absent = unknown (`consent.ad_user_data` and `consent.ad_personalization` are
-Google's consent-mode signals; where absent, `consent.marketing` stands in for both, see bridge.privacy). Raw
+Google's consent-mode signals and gate ad platforms; `consent.marketing` is the opt-in to marketing messages). Raw
 personal data (customer.*, context.ip, context.user_agent, the click and browser ids) is carried as given;
 each destination normalises and hashes it by its own rules (bridge.privacy) when it renders. `FIELDS` lists every
 known field with its kind; mapping files are checked against it when they load and every produced event is

@@ -371,14 +371,13 @@ class Share(Enum):
 
 
 def consent_state(event: Mapping[str, Any], signal: str) -> ConsentState:
-    """`granted`, `denied` or `unknown` for one consent signal. Google's ad signals (`ad_user_data`,
-    `ad_personalization`) fall back to `marketing` when the mapping did not set them."""
+    """`granted`, `denied` or `unknown` for one consent signal. `marketing` never stands in for the ad signals:
+    providers report it as the buyer's opt-in to marketing messages (Shopify's buyer_accepts_marketing,
+    Stripe Checkout's promotions), which says nothing about ad measurement either way."""
     consent = event.get("consent")
     if not isinstance(consent, Mapping):
         return "unknown"
     value = consent.get(signal)
-    if value is None and signal in ("ad_user_data", "ad_personalization"):
-        value = consent.get("marketing")
     if value is True:
         return "granted"
     if value is False:

@@ -12,7 +12,7 @@ rules (bridge.privacy.META: em ph fn ln ct st zp country external_id hashed; cli
 client_user_agent fbp fbc never), `custom_data` with `value` a JSON number and an ISO `currency` (required for
 Purchase).
 
-Consent (`consent:` option, signal `ad_user_data`, falling back to `marketing`): respect (default) leaves every
+Consent (`consent:` option, signal `ad_user_data`): respect (default) leaves every
 person identifier out when denied (the user agent alone stays; with nothing left the event is not routed);
 require sends only with consent granted; ignore always sends everything. `ad_personalization` denied sets
 `opt_out: true` (attribution only) unless the policy is ignore.

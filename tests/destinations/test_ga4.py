@@ -60,7 +60,6 @@ def test_purchase_golden() -> None:
                 }
             ],
         },
-        "consent": {"ad_user_data": "GRANTED", "ad_personalization": "GRANTED"},
         "timestamp_micros": micros,
         "events": [
             {
@@ -90,6 +89,7 @@ def test_purchase_golden() -> None:
         ],
     }
     assert len(str(micros)) == 16
+    assert "consent" not in body(request)  # the event carries no ad consent signal: none is claimed
     assert b"Bill.Call" not in request.body and b"bill.call@" not in request.body and b"555-0142" not in request.body
 
 

@@ -109,7 +109,6 @@ def test_action_source_follows_what_the_event_carries() -> None:
     renewal = events.subscription_renewed()
     assert body(make(renewal).render([renewal]))["data"][0]["action_source"] == "system_generated"
     started = events.subscription_started()
-    del started["consent"]  # (marketing denied would leave Meta nothing to match on)
     assert body(make(started).render([started]))["data"][0]["action_source"] == "other"
     with pytest.raises(RenderError, match="user agent and the page URL"):
         make(started, action_source="website").render([started])
@@ -133,7 +132,7 @@ def test_ad_user_data_denied_keeps_every_identifier_out() -> None:
     request = destination.render([event])
     assert b"203.0.113.7" not in request.body and sha("bill.call@example.com").encode() not in request.body
     server_only = events.subscription_renewed()
-    server_only["consent"] = {"marketing": False}
+    server_only["consent"] = {"ad_user_data": False}
     assert not destination.accepts(server_only)  # nothing left Meta could take: not routed
 
 
@@ -143,7 +142,7 @@ def test_require_and_ignore() -> None:
     assert not make(event, consent="require").accepts(event)
     assert make(event).accepts(event)
     denied = events.purchase()
-    denied["consent"] = {"marketing": False}
+    denied["consent"] = {"ad_user_data": False}
     sent = body(make(denied, consent="ignore").render([denied]))["data"][0]
     assert sent["user_data"]["em"] == [sha("bill.call@example.com")] and "opt_out" not in sent
 
@@ -185,7 +184,6 @@ def test_responses(status: int, answer: dict[str, Any], verdict: Verdict, words:
 
 async def test_the_strict_sink_takes_every_rendered_event() -> None:
     samples = [events.purchase(), events.refund(), events.subscription_started(), events.subscription_renewed()]
-    del samples[2]["consent"]
     clock = clock_after(samples[0])
     fake = MetaCapiFake("1234567890", "EAAB_meta_token", now=clock.now)
     async with serve(fake.app) as base:

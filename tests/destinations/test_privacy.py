@@ -170,9 +170,10 @@ def test_people_false_keeps_only_what_does_not_identify_the_person() -> None:
     ("consent", "signal", "state"),
     [
         ({}, "ad_user_data", "unknown"),
-        ({"marketing": False}, "ad_user_data", "denied"),  # marketing stands in for Google's ad signals
+        ({"marketing": False}, "ad_user_data", "unknown"),  # a newsletter opt-in says nothing about ads
         ({"marketing": False, "ad_user_data": True}, "ad_user_data", "granted"),
-        ({"marketing": True}, "analytics", "unknown"),  # ... but not for analytics
+        ({"ad_user_data": False}, "ad_user_data", "denied"),
+        ({"marketing": True}, "analytics", "unknown"),
         ({"analytics": False}, "analytics", "denied"),
     ],
 )
