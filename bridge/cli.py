@@ -33,8 +33,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bridge.app import create_app
     from bridge.mapping import load_mappings
 
-    logs.configure(args.log_level)
     settings = _settings(args)
+    level = args.log_level or settings.log_level or "INFO"
+    logs.configure(level, "text" if settings.log_format == "text" else "json", logs.secret_values(settings))
     mappings = load_mappings(settings.mappings_dir)
     app = create_app(settings, mappings=mappings)
     # Everything loaded so far lives for the whole process: keep it out of the collector's scans, and collect
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = with_config(sub.add_parser("serve", help="run ingest and the dispatcher"))
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL", "INFO"))
+    serve.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL"), help="default: log.level or INFO")
     serve.add_argument(
         "--proxy-headers", action="store_true", help="trust X-Forwarded-For/Proto (only behind your own proxy)"
     )
