@@ -43,8 +43,8 @@ log = logging.getLogger("bridge.ops")
 #: form bodies are a token, a few ids and filters
 MAX_FORM_BYTES = 64 * 1024
 PAGE_SIZE = 25
-_STATIC = re.compile(r"^[a-z0-9][a-z0-9_.-]*\.(css|js|svg)$")
-_STATIC_TYPES = {"css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8", "svg": "image/svg+xml"}
+_STATIC = re.compile(r"^[a-z0-9][a-z0-9_.-]*\.(css|js)$")
+_STATIC_TYPES = {"css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8"}
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
