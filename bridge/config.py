@@ -168,6 +168,35 @@ def load_settings(path: str | Path, environ: Mapping[str, str]) -> Settings:
     return parse_settings(text, str(file), environ, base_dir=file.resolve().parent)
 
 
+def unset_variables(path: str | Path, environ: Mapping[str, str]) -> list[ConfigError]:
+    """Every `${VAR}` (without a default) in the config file whose variable is unset, each located; so a
+    fresh config's missing secrets are listed at once (loading stops at the first)."""
+    file = Path(path)
+    try:
+        root = load(file.read_text(encoding="utf-8"), str(file), ConfigError)
+    except (OSError, ConfigError):
+        return []  # load_settings reports these
+    found: list[ConfigError] = []
+
+    def walk(node: Any, mark: tuple[int, int]) -> None:
+        if isinstance(node, YamlMap):
+            for key in node:
+                walk(node[key], node.value_mark(key))
+        elif isinstance(node, YamlList):
+            for index, item in enumerate(node):
+                walk(item, node.item_mark(index))
+        elif isinstance(node, str):
+            for match in _VAR.finditer(node):
+                name, default = match.group(1), match.group(2)
+                if name and default is None and name not in environ:
+                    hint = f"export {name}=… (or put it in your secret store's environment)"
+                    found.append(ConfigError(f"environment variable {name} is not set", file=str(file),
+                                             line=mark[0], column=mark[1], hint=hint))
+
+    walk(root, (1, 1))
+    return found
+
+
 def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir: Path) -> Settings:
     r = _Reader(file, environ)
     root = load(text, file, ConfigError)
