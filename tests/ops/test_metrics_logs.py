@@ -160,3 +160,31 @@ async def test_a_full_runs_logs_name_what_they_concern_and_leak_nothing(
         assert all(not line.startswith("{") for line in lines)
         assert any(" webhook " in line and "source=stripe" in line for line in lines)
         assert any("delivery attempt failed" in line and "destination=collector" in line for line in lines)
+
+
+def test_every_metric_is_documented_and_every_alert_uses_real_metrics() -> None:
+    from bridge.metrics import Metrics
+
+    class Tally:
+        delivered = retried = dead = lost_leases = 1
+
+    class Health:
+        paused_until = 2.0
+        stalled = True
+
+    metrics = Metrics()
+    metrics.webhook("s", "accepted")
+    metrics.rejected("s", "signature")
+    metrics.webhook_handled("s", 0.01)
+    metrics.request("d", 0.01)
+    stats = {"destinations": {"d": {"pending": 1, "oldest_pending_age_seconds": 3.0}}}
+    text = metrics.render(stats, {"d": Tally()}, {"d": Health()}, 1.0).decode()
+    exposed = {family.name for family in text_string_to_metric_families(text)}
+    root = Path(__file__).resolve().parent.parent.parent
+    operations = (root / "docs" / "operations.md").read_text()
+    documented = set(re.findall(r"^\| `(bridge_\w+)` \|", operations, re.M))
+    base = {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in documented}
+    assert base == exposed
+    alerts = (root / "docs" / "alerts.yaml").read_text()
+    for used in set(re.findall(r"\b(bridge_\w+)", alerts)):
+        assert re.sub(r"_(bucket|sum|count|total)$", "", used) in exposed, used
