@@ -71,7 +71,7 @@ class HttpDestination(Destination):
         "body": "JMESPath projection of the canonical event sent as the JSON body (default: the whole event)",
         "idempotency_header": "header carrying the event id (default Idempotency-Key; empty to leave it out)",
         "signing": "standard_webhooks: sign every request with the Standard Webhooks headers (default: none)",
-        "signing_secret": "the signing secret, whsec_<base64> (from ${ENV}); required with signing",
+        "signing_secret": "the signing secret, whsec_<base64> (from ${ENV}); needed with signing",
     }
     sends_custom_names = True
     requires_url = False  # `url` or `url_template`
