@@ -180,7 +180,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
-    code: int = run_demo(verbose=args.verbose)
+    code: int = run_demo(verbose=args.verbose, everything=args.all)
     return code
 
 
@@ -357,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the whole flow locally against built-in sinks and exit")
     demo.add_argument("--verbose", action="store_true", help="print the bridge's log lines too")
+    demo.add_argument("--all", action="store_true", help="also GA4, Meta, Segment, PostHog, Mixpanel, Amplitude")
     demo.set_defaults(func=cmd_demo)
 
     validate = with_config(

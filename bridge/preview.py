@@ -72,7 +72,7 @@ def preview(
                     continue
                 request: dict[str, Any] = {"destination": name, "event": event["name"], "id": event["id"]}
                 if not destination.accepts(event):
-                    request["error"] = "not sent: the destination does not accept this event (see its consent policy)"
+                    request["error"] = "not sent: the destination refuses this event (consent, or no data it needs)"
                     entry["requests"].append(request)
                     continue
                 try:

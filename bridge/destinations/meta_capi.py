@@ -13,7 +13,8 @@ client_user_agent fbp fbc never), `custom_data` with `value` a JSON number and a
 Purchase).
 
 Consent (`consent:` option, signal `ad_user_data`): respect (default) leaves every
-person identifier out when denied (the user agent alone stays; with nothing left the event is not routed);
+person identifier out when denied (the user agent alone stays); an event left with no customer information
+parameter at all (a refund webhook without customer data) is not routed to Meta, which would refuse it;
 require sends only with consent granted; ignore always sends everything. `ad_personalization` denied sets
 `opt_out: true` (attribution only) unless the policy is ignore.
 """
@@ -141,7 +142,8 @@ class MetaCapiDestination(Destination):
         share = privacy.sharing(event, self.consent, privacy.AD_SIGNAL)
         if share is privacy.Share.NONE:
             return False
-        return share is privacy.Share.ALL or bool(self.user_data(event, people=False))
+        # Meta takes no event without a customer information parameter: not routed rather than a dead letter
+        return bool(self.user_data(event, people=share is privacy.Share.ALL))
 
     def user_data(self, event: Mapping[str, Any], *, people: bool) -> dict[str, Any]:
         fields: dict[str, Any] = privacy.apply(privacy.META, event, people=people)

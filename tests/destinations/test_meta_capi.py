@@ -134,6 +134,11 @@ def test_ad_user_data_denied_keeps_every_identifier_out() -> None:
     server_only = events.subscription_renewed()
     server_only["consent"] = {"ad_user_data": False}
     assert not destination.accepts(server_only)  # nothing left Meta could take: not routed
+    anonymous = events.refund()
+    del anonymous["customer"]
+    assert not destination.accepts(anonymous)  # no customer data at all: not routed either
+    with pytest.raises(RenderError, match="at least one customer information parameter"):
+        destination.render([anonymous])
 
 
 def test_require_and_ignore() -> None:
