@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bridge.clock import ManualClock
+from bridge.errors import SignatureError
 from tests.harness import running_bridge
 from tests.providers.cases import CASES, NOW, Case
 from tests.providers.signing import paypal_signature
@@ -288,3 +289,36 @@ async def test_hostile_signature_headers_are_refused_and_nothing_is_stored(tmp_p
         body, headers = case.request(now=NOW)
         genuine = await bridge.client.post("/webhooks/src", content=body, headers=headers)
         assert genuine.status_code == 200, genuine.text
+
+
+async def test_what_the_stripe_parser_accepts_the_stripe_sdk_reads_the_same_way() -> None:
+    """Differential check of the one parse against stripe-python: every header accepted here is accepted by the
+    SDK with the same timestamp; the replay shape is read as the OLD time by the SDK and refused here."""
+    import stripe
+
+    from bridge.providers.stripe import parse_signature_header
+
+    case = next(c for c in CASES if c.id == "stripe")
+    body = case.body
+    now = str(int(NOW))
+    good = _hex(case.secret.encode(), f"{now}.".encode() + body)
+    accepted = [
+        f"t={now},v1={good}",
+        f"t={now},v1=bad_signature,v1={good}",
+        f"v1={good},t={now}",
+        f"t={now},v1={good},v0={'0' * 64}",
+        f"t={now},v1={good},v9=future-scheme",
+    ]
+    provider = case.build()
+    for header in accepted:
+        await provider.verify(body, {"stripe-signature": header}, NOW)
+        stripe.WebhookSignature.verify_header(body, header, case.secret, tolerance=None)
+        sdk_t, sdk_signatures = stripe.WebhookSignature._get_timestamp_and_signatures(header, "v1")
+        _, our_t, our_signatures = parse_signature_header(header)
+        assert (sdk_t, sdk_signatures) == (our_t, our_signatures)
+    old = _hex(case.secret.encode(), f"{OLD}.".encode() + body)
+    replay = f"v1={old}, t={now},t={OLD}"
+    assert stripe.WebhookSignature._get_timestamp_and_signatures(replay, "v1")[0] == OLD
+    stripe.WebhookSignature.verify_header(body, replay, case.secret, tolerance=None)  # the signature is genuine
+    with pytest.raises(SignatureError):
+        await provider.verify(body, {"stripe-signature": replay}, NOW)

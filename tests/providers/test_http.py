@@ -38,12 +38,12 @@ def _providers(case: Case) -> dict[str, Any] | None:
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 async def test_signed_webhook_is_accepted_once(tmp_path: Path, case: Case) -> None:
-    import time
-
-    now = time.time()
-    body, headers = case.request(now=now)
+    body, headers = case.request(now=NOW)
     extra = {"sources": {"src": _source(case)}}
-    async with running_bridge(tmp_path, destinations={}, dispatch=False, extra=extra, providers=_providers(case)) as b:
+    clock = ManualClock(NOW)
+    async with running_bridge(
+        tmp_path, destinations={}, dispatch=False, clock=clock, extra=extra, providers=_providers(case)
+    ) as b:
         first = await b.client.post("/webhooks/src", content=body, headers=headers)
         assert first.status_code == 200, first.text
         again = await b.client.post("/webhooks/src", content=body, headers=headers)
@@ -59,10 +59,8 @@ async def test_signed_webhook_is_accepted_once(tmp_path: Path, case: Case) -> No
 
 
 async def test_gocardless_batch_stores_one_webhook_per_event(tmp_path: Path) -> None:
-    import time
-
     body = fixture("gocardless/subscriptions.created+mandates.created.json")
-    headers = sign("gocardless", body, secret="gc-secret", now=time.time())
+    headers = sign("gocardless", body, secret="gc-secret", now=NOW)
     extra = {"sources": {"gc": {"provider": "gocardless", "secrets": ["gc-secret"]}}}
     async with running_bridge(tmp_path, destinations={}, dispatch=False, extra=extra) as b:
         response = await b.client.post("/webhooks/gc", content=body, headers=headers)
