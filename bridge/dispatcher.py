@@ -339,7 +339,7 @@ class Dispatcher:
                     response_excerpt=excerpt,
                 )
             )
-        if outcome.verdict is not Verdict.DELIVERED:
+        if any(r.verdict != "delivered" for r in results):  # also a partial success's failed events
             log.warning(
                 "delivery attempt failed",
                 extra={

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from bridge.clock import ManualClock
 from bridge.destinations._dedup import NAMESPACE
@@ -293,7 +294,7 @@ async def test_events_past_an_age_limit_end_dead_with_the_reason(tmp_path: Path)
         assert eco.sinks["meta"].requests == [] and eco.sinks["ga4"].requests == []
 
 
-async def test_a_partial_success_is_recorded_per_delivery(tmp_path: Path) -> None:
+async def test_a_partial_success_is_recorded_per_delivery(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Three purchases in one Mixpanel request; Mixpanel refuses one (a placeholder distinct_id) and imports the
     others: that one ends dead with Mixpanel's message, the two others delivered."""
     async with ecosystem(tmp_path, dispatch=False) as eco:
@@ -317,5 +318,7 @@ async def test_a_partial_success_is_recorded_per_delivery(tmp_path: Path) -> Non
             "pi_partial_2": "delivered",
         }
         assert "distinct_id" in rows["pi_partial_1"]["last_error"]
+        warned = [r for r in caplog.records if r.getMessage() == "delivery attempt failed"]
+        assert len(warned) == 1 and warned[0].verdicts == ["dead", "delivered"]  # type: ignore[attr-defined]
         assert len(eco.sinks["mixpanel"].events) == 2  # type: ignore[attr-defined]
         await asyncio.sleep(0)
