@@ -122,8 +122,9 @@ def write_json(path: Path, report: object) -> None:
 
 
 def profiler(pid: int, out: Path, log: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling `pid` (all threads, thread ids shown, idle frames left out) into `out` as collapsed stacks
-    until `pid` exits; summarise with `python -m bench.profile OUT`."""
+    """py-spy sampling `pid` into `out` as collapsed stacks until `pid` exits: all threads, thread names shown,
+    only samples holding the GIL (what the event loop and the writer thread compete for; SQLite's own C work
+    runs without the GIL and is left out). Summarise with `python -m bench.profile OUT`."""
     spy = Path(sys.executable).with_name("py-spy")
-    command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--threads", "--nolineno"]
+    command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--threads", "--nolineno", "--gil"]
     return spawn([*command, "--rate", "250", "-o", str(out)], log)

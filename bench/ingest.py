@@ -31,6 +31,7 @@ from bench._common import (
     free_port,
     load_average,
     parse_wrk,
+    profiler,
     python,
     spawn,
     stop,
@@ -102,7 +103,9 @@ def wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str, flo
     return parse_wrk(output)
 
 
-def run_one(tmp: Path, target: str, connections: int, seconds: int, pool: int, tag: str) -> dict[str, float]:
+def run_one(
+    tmp: Path, target: str, connections: int, seconds: int, pool: int, tag: str, profile: Path | None = None
+) -> dict[str, float]:
     """One wrk run against a freshly started server; adds the server's CPU per request (µs)."""
     run = f"{target}{connections}{tag}"
     script = tmp / f"{run}.lua"
@@ -127,6 +130,9 @@ def run_one(tmp: Path, target: str, connections: int, seconds: int, pool: int, t
     proc = spawn(command, tmp / f"{run}.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
+        if profile is not None and target == "bridge":
+            profile.mkdir(parents=True, exist_ok=True)
+            profiler(proc.pid, profile / f"ingest-c{connections}{tag}.txt", tmp / "py-spy.log")
         cpu_before = cpu_seconds(proc.pid)
         result = wrk(f"http://127.0.0.1:{port}/webhooks/stripe", connections, seconds, script)
         cpu = cpu_seconds(proc.pid) - cpu_before
@@ -144,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--pool", type=int, default=0, help="distinct signed requests per run (default: 15k/s)")
     parser.add_argument("--quick", action="store_true", help="smoke test: --seconds 1 --concurrency 4 --pool 2000")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--profile", type=Path, help="py-spy the bridge runs into DIR (see bench.profile)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.concurrency, args.pool = 1, [4], args.pool or 2000
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for round_ in range(args.rounds):
             for connections in args.concurrency:
                 for target in ("bare", "bridge"):
-                    result = run_one(tmp, target, connections, args.seconds, pool, f"r{round_}")
+                    result = run_one(tmp, target, connections, args.seconds, pool, f"r{round_}", args.profile)
                     runs.setdefault((target, connections), []).append(result)
     results = []
     for (target, connections), measured in runs.items():

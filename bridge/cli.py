@@ -32,6 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bridge import logs
     from bridge.app import create_app
     from bridge.mapping import load_mappings
+    from bridge.server import HttpProtocol
 
     settings = _settings(args)
     level = args.log_level or settings.log_level or "INFO"
@@ -47,7 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port if args.port is not None else settings.port,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,  # httptools, one write per response (bridge/server.py)
         access_log=False,  # measured: uvicorn's access log halves throughput; ingest logs through our logger
         log_config=None,
         lifespan="on",
