@@ -14,6 +14,7 @@ setup(
     package_dir={"bridge.shipped.mappings": "mappings", "bridge.shipped.stripe": "fixtures/stripe"},
     package_data={
         "bridge": ["py.typed"],
+        "bridge.providers": ["certs/*.cer"],
         "bridge.ops": ["templates/*.html", "static/*"],
         "bridge.shipped.mappings": ["*.yaml"],
         "bridge.shipped.stripe": ["*.json"],

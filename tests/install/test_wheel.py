@@ -43,6 +43,7 @@ def test_wheel_installs_and_runs_the_demo_from_any_directory(tmp_path: Path) -> 
         "bridge/shipped/stripe/checkout.session.completed.json",
         "bridge/ops/templates/overview.html",
         "bridge/ops/static/ops.css",
+        "bridge/providers/certs/AppleRootCA-G3.cer",
     ):
         assert expected in names, expected
     assert not any(name.endswith(".expected.json") for name in names)
