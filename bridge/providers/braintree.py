@@ -55,7 +55,7 @@ def challenge_response(public_key: str, private_key: str, challenge: str) -> str
     return f"{public_key}|{sha1_hmac(private_key, challenge.encode())}"
 
 
-def signed_fields(body: bytes) -> tuple[str, bytes]:
+def form_signature(body: bytes) -> tuple[str, bytes]:
     """(bt_signature, bt_payload) of the form body; SignatureError when either is missing, repeated or malformed."""
     try:
         fields = form_fields(body)
@@ -145,7 +145,7 @@ class BraintreeProvider(Provider):
         self.currency = currency.upper() if isinstance(currency, str) else None
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
-        signature, payload = signed_fields(body)
+        signature, payload = form_signature(body)
         received = []
         for pair in signature.split("&"):
             public, bar, digest = pair.partition("|")
@@ -161,7 +161,7 @@ class BraintreeProvider(Provider):
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         try:
-            _, payload = signed_fields(body)
+            _, payload = form_signature(body)
             xml = base64.decodebytes(payload)
         except (SignatureError, binascii.Error) as exc:
             raise PayloadError(f"bt_payload cannot be decoded: {exc}") from None

@@ -4,9 +4,11 @@ RTDN has no payload signature. The push subscription (with authentication enable
 `Authorization: Bearer <OIDC JWT>` signed by Google; the bridge accepts the request only when the token
 (the checks of Google's own `verify_oauth2_token` and Pub/Sub's push guide):
 
-- is one well-formed compact JWS, `alg: RS256`, signed by the Google key its `kid` names; Google's keys come from
-  https://www.googleapis.com/oauth2/v3/certs through a cache (`bridge/providers/jwks.py`: allowlisted URL, TTL,
-  failure cache, concurrency cap, injectable fetcher);
+- is one well-formed compact JWS, `alg: RS256`, signed by the Google key its `kid` names; Google's key set comes
+  from https://www.googleapis.com/oauth2/v3/certs through the bridge's remote-key fetcher (`keys.RemoteKeys`:
+  that one URL allowed, cached 15 minutes, a failed fetch not retried for a minute, single flight, injectable
+  fetch). Google publishes a new key before signing with it, so a `kid` missing from the cached set is refused
+  (401, Pub/Sub retries) until the next refresh; a stranger's made-up `kid` never causes a fetch;
 - has `iss` accounts.google.com (with or without `https://`), `aud` equal to the option `audience` (what the push
   subscription's authentication sets; by default the push endpoint URL), `exp` not passed and `iat` not in the
   future (within `tolerance_seconds` of clock skew, default 60 s);
@@ -30,20 +32,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.errors import PayloadError, SignatureError
 from bridge.providers import jose
 from bridge.providers.base import InboundEvent, OptionError, Provider, SourceSettings
-from bridge.providers.jwks import Fetch, JwksCache, fetch_https
+from bridge.providers.keys import Fetch, RemoteKeys, UrlRule, fetch_https
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 MAX_TOKEN_LENGTH = 4096
 MAX_LIFETIME_SECONDS = 24 * 3600
+KEY_SET_TTL_SECONDS = 15 * 60
+MAX_KEYS = 32
 
 SUBSCRIPTION_TYPES = {
     1: "RECOVERED",
@@ -66,6 +72,36 @@ SUBSCRIPTION_TYPES = {
     22: "PRICE_STEP_UP_CONSENT_UPDATED",
 }
 ONE_TIME_TYPES = {1: "PURCHASED", 2: "CANCELED"}
+
+
+def _uint(value: Any, what: str) -> int:
+    if not isinstance(value, str) or not 0 < len(value) <= 1024:
+        raise ValueError(f"{what} is not base64url text")
+    return int.from_bytes(jose.b64url(value, what), "big")
+
+
+def load_google_keys(document: bytes) -> dict[str, rsa.RSAPublicKey]:
+    """kid -> RSA public key of the RS256 signing keys in a JWKS document (other keys are skipped). ValueError
+    (or SignatureError) when the document is not a key set or holds no usable key."""
+    try:
+        parsed = orjson.loads(document)
+    except orjson.JSONDecodeError:
+        raise ValueError("the key set is not JSON") from None
+    entries = parsed.get("keys") if isinstance(parsed, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError("the key set has no keys list")
+    found: dict[str, rsa.RSAPublicKey] = {}
+    for entry in entries[:MAX_KEYS]:
+        if not isinstance(entry, dict) or entry.get("kty") != "RSA" or entry.get("use", "sig") != "sig":
+            continue
+        if entry.get("alg", "RS256") != "RS256" or not isinstance(entry.get("kid"), str):
+            continue
+        key = rsa.RSAPublicNumbers(_uint(entry.get("e"), "e"), _uint(entry.get("n"), "n")).public_key()
+        if key.key_size >= 2048:
+            found[entry["kid"]] = key
+    if not found:
+        raise ValueError("the key set holds no RS256 signing key")
+    return found
 
 
 def bearer_token(headers: Mapping[str, str]) -> str:
@@ -158,14 +194,24 @@ class GooglePlayProvider(Provider):
         self.audience = audience.strip()
         self.service_account_email = email.strip()
         self.package_name = package.strip() if isinstance(package, str) else None
-        self.keys = JwksCache(allowed=frozenset({GOOGLE_CERTS_URL}), fetch=fetch_keys or fetch_https)
+        self.keys = RemoteKeys(
+            rule=UrlRule("Google's OIDC key set", re.compile(re.escape(GOOGLE_CERTS_URL))),
+            load=load_google_keys,
+            fetch=fetch_keys or fetch_https,
+            ttl=KEY_SET_TTL_SECONDS,
+            max_concurrent=1,
+            max_entries=1,
+        )
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
         jws = jose.split(bearer_token(headers), max_length=MAX_TOKEN_LENGTH, what="the push token")
         kid = jws.header.get("kid")
         if jws.header.get("alg") != "RS256" or not isinstance(kid, str) or not 0 < len(kid) <= 200:
             raise SignatureError("the push token is not RS256 with a key id")
-        jose.verify_rs256(await self.keys.key(GOOGLE_CERTS_URL, kid, now), jws)
+        key = (await self.keys.get(GOOGLE_CERTS_URL, now)).get(kid)
+        if key is None:
+            raise SignatureError("the push token's kid is not in Google's current key set")
+        jose.verify_rs256(key, jws)
         claims = jose.payload_object(jws, "the push token")
         if claims.get("iss") not in ISSUERS:
             raise SignatureError("the push token is not issued by Google accounts")

@@ -7,7 +7,8 @@ documents `data.id` as the notification URL's `data.id` query parameter, which e
 the bridge hands providers the body, not the query, so the manifest is built from the body's `data.id`, which
 binds the one field a mapping may trust to the signature. An alphanumeric `data.id` is lower-cased, as
 Mercado Pago's documentation asks. Everything else in the body (`type`, `action`, `live_mode`, dates) is
-NOT signed: the shipped mapping emits only what the signature covers plus the action as a label.
+NOT signed (`signed_fields`; `bridge check` names a mapping's other reads). The document gains
+`_signed_at`: the signed `ts` in Unix seconds, the one trustworthy time.
 
 `ts` is Unix seconds (the docs' example) or milliseconds (the docs' wording): 13 or more digits are read as
 milliseconds. Mercado Pago does not document whether a retry is re-signed with a new `ts`, so no window is
@@ -28,39 +29,30 @@ import orjson
 
 from bridge.errors import PayloadError, SignatureError
 from bridge.providers.base import InboundEvent, Provider, any_digest_matches, check_timestamp, load_json, require_string
+from bridge.providers.params import MILLISECONDS_DIGITS, integer, is_lower_hex, parse_params, token
 
 HEADER = "x-signature"
 REQUEST_ID = "x-request-id"
-_ELEMENT = re.compile(r"([a-z][a-z0-9]*)=([\x21-\x2b\x2d-\x7e]+)")  # printable ASCII, no space, no comma
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _ALNUM = re.compile(r"[A-Za-z0-9]+")
 
 
 def parse_signature(value: str) -> tuple[str, str]:
-    """(ts, v1) of an `x-signature` header, read strictly: SignatureError on whitespace, an empty or malformed
-    element, `ts`/`v1` missing or given twice, or a key spelled in another case."""
-    if not value or len(value) > 1024:
-        raise SignatureError("x-signature is empty or too long")
-    found: dict[str, str] = {}
-    for element in value.split(","):
-        match = _ELEMENT.fullmatch(element)
-        if match is None:
-            if element.partition("=")[0].lower() in ("ts", "v1"):
-                raise SignatureError("x-signature has ts= or v1= in another case or padded")
-            raise SignatureError("x-signature has an element that is not exactly one key=value")
-        key, item = match.groups()
-        if key in ("ts", "v1"):
-            if key in found:
-                raise SignatureError(f"x-signature has {key}= more than once")
-            found[key] = item
+    """(ts, v1) of an `x-signature` header, read once and strictly (`params.parse_params`): `ts` and `v1` exactly
+    once each, no whitespace or empty elements, no key in another case, `ts` a plain integer of at most 14 digits,
+    `v1` 64 lower-case hex characters. SignatureError otherwise."""
+    found = parse_params(value, header="x-signature", separator=",", single=frozenset({"ts", "v1"}))
     if "ts" not in found or "v1" not in found:
         raise SignatureError("x-signature needs ts= and v1=")
-    ts, v1 = found["ts"], found["v1"]
-    if not (ts.isascii() and ts.isdigit() and len(ts) <= 14) or (len(ts) > 1 and ts[0] == "0"):
-        raise SignatureError("x-signature ts= is not a plain integer of at most 14 digits")
-    if not _HEX64.fullmatch(v1):
+    ts, v1 = found["ts"][0], found["v1"][0]
+    integer(ts, "x-signature ts=", max_digits=MILLISECONDS_DIGITS)
+    if len(v1) != 64 or not is_lower_hex(v1):
         raise SignatureError("x-signature v1= is not 64 lower-case hex characters")
     return ts, v1
+
+
+def signed_seconds(ts: str) -> int:
+    """`ts` in whole Unix seconds: 13 digits or more are milliseconds."""
+    return int(ts) // 1000 if len(ts) >= 13 else int(ts)
 
 
 def data_id(body: bytes) -> str | None:
@@ -92,6 +84,8 @@ def manifest(identifier: str | None, request_id: str | None, ts: str) -> bytes:
 class MercadoPagoProvider(Provider):
     type = "mercadopago"
     stored_headers = (HEADER, REQUEST_ID)
+    signed_fields = ("data.id", "_signed_at")
+    signed_headers = (REQUEST_ID,)
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
         header = headers.get(HEADER)
@@ -99,14 +93,13 @@ class MercadoPagoProvider(Provider):
             raise SignatureError("missing x-signature header")
         ts, received = parse_signature(header)
         request_id = headers.get(REQUEST_ID)
-        if request_id is not None and (not request_id or len(request_id) > 200 or not _printable(request_id)):
-            raise SignatureError("x-request-id is empty, too long or repeated")
+        if request_id is not None and "," in token(request_id, "x-request-id", max_length=200):
+            raise SignatureError("x-request-id is sent more than once")
         message = manifest(data_id(body), request_id, ts)
         expected = [hmac.new(secret.encode(), message, hashlib.sha256).hexdigest() for secret in self.secrets]
         if not any_digest_matches(expected, [received]):
             raise SignatureError("x-signature v1 does not match a configured secret")
-        seconds = int(ts) / 1000 if len(ts) >= 13 else int(ts)
-        check_timestamp(seconds, now, self.tolerance)
+        check_timestamp(signed_seconds(ts), now, self.tolerance)
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         document = load_json(body)
@@ -117,12 +110,12 @@ class MercadoPagoProvider(Provider):
         kind = action if isinstance(action, str) and action.startswith(f"{topic}.") else topic
         identifier = document["data"].get("id")
         notification = document.get("id")
+        try:
+            signed_at = signed_seconds(parse_signature(headers.get(HEADER, ""))[0])
+        except SignatureError as exc:
+            raise PayloadError(f"no signed time: {exc}") from None
         parts = [kind, "" if identifier is None else str(identifier), "" if notification is None else str(notification)]
-        return [InboundEvent(":".join(parts), kind, document)]
-
-
-def _printable(value: str) -> bool:
-    return value.isascii() and value.isprintable() and " " not in value and "," not in value
+        return [InboundEvent(":".join(parts), kind, {**document, "_signed_at": signed_at})]
 
 
 PROVIDER = MercadoPagoProvider
