@@ -59,8 +59,16 @@ def google_jwks(names: Sequence[str]) -> bytes:
     keys = []
     for name in names:
         numbers = google_key(name).public_key().public_numbers()
-        keys.append({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": google_kid(name), "n": _uint(numbers.n),
-                     "e": _uint(numbers.e)})
+        keys.append(
+            {
+                "kty": "RSA",
+                "alg": "RS256",
+                "use": "sig",
+                "kid": google_kid(name),
+                "n": _uint(numbers.n),
+                "e": _uint(numbers.e),
+            }
+        )
     return json.dumps({"keys": keys}).encode()
 
 
@@ -78,8 +86,14 @@ def google_fetcher(names: Sequence[str], calls: list[str] | None = None) -> Call
 
 
 def google_token(
-    name: str, now: float, *, audience: str, email: str, claims: Mapping[str, Any] | None = None,
-    lifetime: int = 3600, header: Mapping[str, Any] | None = None,
+    name: str,
+    now: float,
+    *,
+    audience: str,
+    email: str,
+    claims: Mapping[str, Any] | None = None,
+    lifetime: int = 3600,
+    header: Mapping[str, Any] | None = None,
 ) -> str:
     """A Pub/Sub push OIDC token as Google would mint it, signed with the key `name`."""
     head = {"alg": "RS256", "kid": google_kid(name), "typ": "JWT", **(header or {})}
