@@ -185,7 +185,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
-    code: int = run_demo(verbose=args.verbose)
+    code: int = run_demo(verbose=args.verbose, source=args.source)
     return code
 
 
@@ -302,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the whole flow locally against built-in sinks and exit")
     demo.add_argument("--verbose", action="store_true", help="print the bridge's log lines too")
+    demo.add_argument(
+        "--source",
+        default="stripe",
+        choices=["stripe", "apple_app_store", "braintree", "fastspring", "google_play", "maxio", "mercadopago",
+                 "paystack", "recharge", "revenuecat"],
+        help="whose sample webhooks to post (default: stripe)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     outbox = with_config(sub.add_parser("outbox", help="look at and retry deliveries (through the ops API)"))
