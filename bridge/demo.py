@@ -24,7 +24,7 @@ import httpx
 import orjson
 import yaml
 
-from bridge import logs, shipped
+from bridge import demo_platforms, logs, shipped
 from bridge.app import create_app
 from bridge.config import load_settings
 from bridge.demo_sources import DemoSource, demo_source, post_samples, report_unrenderable
@@ -59,7 +59,9 @@ def stripe_signature(body: bytes, secret: str, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def demo_config(directory: Path, sinks: dict[str, str], demo: DemoSource | None = None) -> Path:
+def demo_config(
+    directory: Path, sinks: dict[str, str], extra: dict[str, Any] | None = None, demo: DemoSource | None = None
+) -> Path:
     """bridge.yaml for the demo; every secret is a ${VAR} reference, as in production."""
     stripe = {"stripe": {"provider": "stripe", "secrets": ["${STRIPE_WEBHOOK_SECRET}"]}}
     config = {
@@ -107,6 +109,7 @@ def demo_config(directory: Path, sinks: dict[str, str], demo: DemoSource | None 
             },
         },
     }
+    config["destinations"].update(extra or {})  # type: ignore[attr-defined]
     path = directory / "bridge.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -141,7 +144,7 @@ def summarize(request: dict[str, Any]) -> list[str]:
     return lines
 
 
-async def _demo(verbose: bool, source: str = "stripe") -> int:
+async def _demo(verbose: bool, everything: bool = False, source: str = "stripe") -> int:
     demo = None if source == "stripe" else demo_source(source)
     env = {
         "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(24),
@@ -161,11 +164,17 @@ async def _demo(verbose: bool, source: str = "stripe") -> int:
         "zenovay": ZenovayFake(env["ZENOVAY_TRACKING_CODE"]),
         "activation": DataActivationFake(env["DATA_ACTIVATION_API_KEY"]),
     }
+    if everything:  # the analytics and ad platforms too
+        env.update(demo_platforms.environment())
+        fakes.update(demo_platforms.fakes(env))
     samples = shipped.stripe_samples_dir()
     with tempfile.TemporaryDirectory(prefix="bridge-demo-") as tmp:
         async with AsyncExitStack() as stack:
             sinks = {name: await stack.enter_async_context(serve(fake.app)) for name, fake in fakes.items()}
-            settings = load_settings(demo_config(Path(tmp), sinks, demo), env)
+            platforms = demo_platforms.destinations(sinks) if everything else {}
+            for name in platforms:
+                del sinks[name]  # the seed config below takes the seed sinks only
+            settings = load_settings(demo_config(Path(tmp), sinks, platforms, demo), env)
             providers = demo.providers(settings) if demo is not None else None
             base = await stack.enter_async_context(serve(create_app(settings, providers=providers)))
             print(f"bridge listening on {base} (outbox {settings.outbox_url}); sinks on {', '.join(sinks.values())}\n")
@@ -177,6 +186,8 @@ async def _demo(verbose: bool, source: str = "stripe") -> int:
                 if case == SAMPLES[0][0]:
                     print("1. Stripe posts its webhooks (signed with the source's secret):")
                 body = (samples / f"{case}.json").read_bytes()
+                if everything:  # happening now: Meta and GA4 refuse events older than 7 days / 72 h
+                    body = orjson.dumps({**orjson.loads(body), "created": int(time.time()) - 60})
                 signature = stripe_signature(body, env["STRIPE_WEBHOOK_SECRET"], int(time.time()))
                 response = await client.post(
                     "/webhooks/stripe",
@@ -207,7 +218,7 @@ async def _demo(verbose: bool, source: str = "stripe") -> int:
             for name, fake in fakes.items():
                 print(f"   {name} ({len(fake.received)} accepted, {len(fake.rejected)} refused)")
                 for request in fake.received:
-                    for line in summarize(request):
+                    for line in (demo_platforms.summarize if name in platforms else summarize)(request):
                         print(f"     {line}")
                 for request in fake.rejected:
                     print(f"     REFUSED {request['path']} {request['status']}: {request['why']}")
@@ -232,9 +243,9 @@ async def _demo(verbose: bool, source: str = "stripe") -> int:
     return 0
 
 
-def run_demo(*, verbose: bool = False, source: str = "stripe") -> int:
+def run_demo(*, verbose: bool = False, everything: bool = False, source: str = "stripe") -> int:
     if verbose:
         logs.configure("INFO")
     else:
         logging.disable(logging.WARNING)
-    return asyncio.run(_demo(verbose, source))
+    return asyncio.run(_demo(verbose, everything, source))

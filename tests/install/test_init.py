@@ -20,6 +20,8 @@ FORMATTED = {
     "ZENOVAY_URL": "https://example.invalid/e/abc123",  # the tracking endpoint …/e/<code>
     "APPLE_APP_STORE_APP_APPLE_ID": "1234567890",  # a number
     "GOOGLE_PLAY_SERVICE_ACCOUNT_EMAIL": "rtdn-push@example.iam.gserviceaccount.com",  # an email address
+    "GA4_MEASUREMENT_ID": "G-ABC1234",  # a web stream id
+    "META_CAPI_PIXEL_ID": "1234567890",  # a numeric dataset id
 }
 
 
