@@ -10,8 +10,9 @@ each window is held open for the window plus the longest latency seen (`slack`, 
 shortest window), or the first request of a window could still be inside the destination's window when the
 last one arrives.
 
-A 429 pauses the lane until its Retry-After (or an exponential cool-down when it gives none) and halves the
-admitted rate until a full (shortest) window passes without another 429. Concurrent requests that all come
+A 429 pauses the lane until its Retry-After (or an exponential cool-down when it gives none), never longer than
+`max_pause` (the retry policy's `max_retry_after`, the same cap the delivery's own next attempt obeys), and halves
+the admitted rate until a full (shortest) window passes without another 429. Concurrent requests that all come
 back 429 together halve it once.
 
 Pure arithmetic on times passed in; the dispatcher does the waiting.
@@ -23,6 +24,10 @@ from collections import deque
 from collections.abc import Sequence
 
 from bridge.destinations.base import RateLimit
+from bridge.retry import RetryPolicy
+
+#: the longest pause after a 429 without Retry-After (the cool-down doubles from 1 s up to this)
+MAX_COOLDOWN = 60.0
 
 
 class _Window:
@@ -45,8 +50,9 @@ class _Window:
 class RateLimiter:
     """Admits a request when every window has room and no 429 pause is running."""
 
-    def __init__(self, limits: Sequence[RateLimit]) -> None:
+    def __init__(self, limits: Sequence[RateLimit], max_pause: float = RetryPolicy.max_retry_after) -> None:
         self.windows = [_Window(limit) for limit in limits]
+        self.max_pause = max_pause
         self.paused_until = 0.0
         self.cooldown = 0.0
         self.factor = 1.0  # fraction of the documented rate admitted after 429s
@@ -77,10 +83,11 @@ class RateLimiter:
     def throttled(self, now: float, retry_after: float | None) -> None:
         """The destination answered 429: pause, and admit less for a while."""
         if retry_after is None:
-            self.cooldown = min(max(self.cooldown * 2, 1.0), 60.0)
+            self.cooldown = min(max(self.cooldown * 2, 1.0), MAX_COOLDOWN)
             pause = self.cooldown
         else:
             pause = retry_after
+        pause = min(max(pause, 0.0), self.max_pause)
         self.paused_until = max(self.paused_until, now + pause)
         if now - self.last_throttled > self._shortest:  # one halving per burst of 429s
             self.factor = max(self.factor / 2, 1 / 64)
