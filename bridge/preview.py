@@ -72,7 +72,7 @@ def preview(
                     continue
                 request: dict[str, Any] = {"destination": name, "event": event["name"], "id": event["id"]}
                 try:
-                    rendered = destination.render([event])
+                    rendered = destination.build([event])
                 except (RenderError, BridgeError) as exc:
                     request["error"] = f"cannot render: {exc}"
                 else:

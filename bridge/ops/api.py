@@ -81,6 +81,11 @@ def routes(state: BridgeState) -> list[Route]:
             await state.outbox.ping()
         except OutboxError as exc:
             return _json({"status": "unavailable", "outbox": str(exc)}, 503)
+        if state.dispatcher is not None:
+            health = state.dispatcher.lane_health(state.clock.now())
+            stalled = sorted(name for name, lane in health.items() if lane.stalled)
+            if stalled:
+                return _json({"status": "stalled", "stalled": stalled}, 503)
         return _json({"status": "ready"})
 
     async def full_stats() -> dict[str, Any]:
@@ -90,6 +95,10 @@ def routes(state: BridgeState) -> list[Route]:
         per = stats.setdefault("destinations", {})
         for name in state.destinations:
             per.setdefault(name, {**zero, "last_success_at": None, "last_failure_at": None})
+        if state.dispatcher is not None:  # paused_until, stalled, due_since, idle_seconds, restarts, last_attempt_at
+            for name, lane in state.dispatcher.lane_health(state.clock.now()).items():
+                per.setdefault(name, dict(zero)).update(lane.as_dict())
+            stats["dispatcher"] = {"claim_restarts": state.dispatcher.claim_restarts}
         return stats
 
     async def metrics(request: Request) -> Response:
