@@ -245,3 +245,54 @@ async def _finished(bridge: Bridge, destination: str, count: int) -> dict[str, d
     rows = await by_event_id(bridge, destination)
     done = len(rows) == count and all(r["status"] in ("delivered", "dead") for r in rows.values())
     return rows if done else None
+
+
+# -- claims a lane cannot use in time -------------------------------------------------------------------------
+
+
+async def test_a_paused_lane_gives_back_claims_that_would_outlive_their_lease(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    async with recorder() as (sink, url):
+        destinations = {"hook": {"type": "http", "url": f"{url}/hook", "concurrency": 1}}
+        async with running_bridge(tmp_path, destinations=destinations, clock=clock) as bridge:
+            dispatcher = dispatcher_of(bridge)
+            sink.hold = True
+            sink.script(429, {"Retry-After": "120"})
+            for case in ("payment_intent.succeeded", "charge.refunded", "customer.subscription.created"):
+                assert (await bridge.post_stripe(stripe_case(case), timestamp=clock.now())).status_code == 200
+            # one request in flight, one claimed behind it (the lane buffers two per worker), one pending
+            await eventually(lambda: len(sink.requests) == 1 and len(dispatcher.lanes["hook"].queue) == 1)
+            sink.release_all()
+            await eventually(lambda: dispatcher.lane_stats()["hook"].released == 1)
+            rows = await bridge.deliveries(destination="hook")
+            assert sorted((r["status"], r["attempts"]) for r in rows) == [
+                ("pending", 0),
+                ("pending", 0),
+                ("pending", 1),
+            ]
+            assert not dispatcher.lanes["hook"].queue
+            clock.advance(120)
+            dispatcher.wake()
+            await eventually(lambda: _all_delivered(bridge, "hook", 3))
+
+
+async def test_claims_that_waited_past_their_lease_margin_are_given_back_and_sent(tmp_path: Path) -> None:
+    """A delivery waits in the queue behind a slow request until less than a request timeout of its lease is
+    left. It used to be dropped unsent and left in_flight until the lease ran out; now it is given back at once
+    (counted) and claimed again with a fresh lease."""
+    clock = ManualClock(START)
+    async with recorder() as (sink, url):
+        destinations = {"hook": {"type": "http", "url": f"{url}/hook", "concurrency": 1}}
+        async with running_bridge(tmp_path, destinations=destinations, clock=clock) as bridge:
+            dispatcher = dispatcher_of(bridge)
+            sink.hold = True
+            for case in ("payment_intent.succeeded", "charge.refunded", "customer.subscription.created"):
+                assert (await bridge.post_stripe(stripe_case(case), timestamp=clock.now())).status_code == 200
+            # one request in flight, one claimed behind it (the lane buffers two per worker), one pending
+            await eventually(lambda: len(sink.requests) == 1 and len(dispatcher.lanes["hook"].queue) == 1)
+            clock.advance(25)  # lease 30 s, timeout 10 s: 5 s left is too little to send them
+            sink.release_all()
+            await eventually(lambda: _all_delivered(bridge, "hook", 3))
+            assert dispatcher.lane_stats()["hook"].released == 1
+            assert len(sink.requests) == 3
+            assert all(r["attempts"] == 1 for r in await bridge.deliveries(destination="hook"))

@@ -58,3 +58,13 @@ def test_rate_recovers_after_a_quiet_window() -> None:
     assert limiter.factor < 1
     limiter.delay(5.0)
     assert limiter.factor == 1.0
+
+
+def test_a_429_pause_never_exceeds_max_pause() -> None:
+    limiter = RateLimiter([RateLimit(100, 60.0)], max_pause=300.0)
+    limiter.throttled(now=10.0, retry_after=999_999_999.0)
+    assert limiter.paused_until == 310.0
+    assert limiter.delay(10.0) == 300.0
+    short = RateLimiter([RateLimit(100, 60.0)], max_pause=0.5)
+    short.throttled(now=0.0, retry_after=None)  # the cool-down obeys the cap too
+    assert short.delay(0.0) == 0.5
