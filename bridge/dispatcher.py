@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
 
+from bridge import logs
 from bridge.clock import Clock
 from bridge.config import DispatcherSettings
 from bridge.destinations.base import USER_AGENT, Destination, Outcome, Verdict
@@ -102,6 +103,15 @@ class Dispatcher:
         #: times the claim loop ended unexpectedly and was started again
         self.claim_restarts = 0
         self._round_started: float | None = None
+
+    @property
+    def on_request(self) -> Callable[[str, float], None] | None:
+        """Called with (destination, seconds) after each destination request (the app points it at its metrics)."""
+        return self.sender.on_request
+
+    @on_request.setter
+    def on_request(self, callback: Callable[[str, float], None] | None) -> None:
+        self.sender.on_request = callback
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -284,6 +294,7 @@ class Dispatcher:
         return batch
 
     async def _worker(self, lane: Lane) -> None:
+        logs.bind(destination=lane.destination.name)  # every line from this lane (and its sends) names it
         while not self._stopping:
             if not lane.queue:
                 lane.ready.clear()
@@ -346,12 +357,14 @@ class Dispatcher:
             lane.stats.unrecorded += len(results)
             leases_end = min((d.lease_until for d in batch), default=self.clock.now())
             log.error(
-                "could not record %d attempts for %s (%s: %s); their leases run out at %.0f and they are sent again",
-                len(results),
-                lane.name,
+                "recording attempts failed: %s: %s; their leases run out and they are sent again",
                 type(exc).__name__,
                 exc,
-                leases_end,
+                extra={
+                    "destination": lane.name,
+                    "delivery_ids": [r.delivery_id for r in results],
+                    "leases_end": leases_end,
+                },
             )
             lane.next_due_at = leases_end if lane.next_due_at is None else min(lane.next_due_at, leases_end)
             self._wake.set()

@@ -61,6 +61,8 @@ class Sender:
         self.retry = retry
         self.rng = rng
         self.on_throttled = on_throttled
+        #: called with (destination, seconds) after each destination request
+        self.on_request: Callable[[str, float], None] | None = None
 
     async def send(self, lane: Lane, batch: Sequence[Delivery], counted_at: float | None = None) -> list[AttemptResult]:
         """Render, send and classify one request for `batch`. `counted_at`: when the rate limiter counted the
@@ -69,6 +71,8 @@ class Sender:
         started = self.clock.now()
         prepared = prepare(lane, batch)
         results = [self.result(lane, d, outcome, started) for d, outcome in prepared.settled]
+        for (delivery, outcome), result in zip(prepared.settled, results, strict=True):
+            _log_failed(lane, [delivery], [result], outcome.reason, None)
         if prepared.request is None:
             return results
         t0 = time.perf_counter()
@@ -79,6 +83,8 @@ class Sender:
         stats = lane.stats
         stats.requests += 1
         stats.latency_ms_total += latency
+        if self.on_request is not None:
+            self.on_request(destination.name, latency / 1000)
         if outcome.verdict is Verdict.DELIVERED:
             lane.limiter.succeeded()
             stats.last_success_at = now
@@ -93,11 +99,13 @@ class Sender:
                 ", ".join(prepared.request.cleaned),
                 ", ".join(str(d.id) for d in prepared.carried),
             )
-        results += [
+        sent = [
             self.result(lane, d, outcome, started, status=status, latency=latency, excerpt=excerpt)
             for d in prepared.carried
         ]
-        return results
+        if outcome.verdict is not Verdict.DELIVERED:
+            _log_failed(lane, prepared.carried, sent, outcome.reason, status)
+        return results + sent
 
     def result(
         self,
@@ -239,6 +247,22 @@ def _isolate(
         _put_back(lane, carried[1:])
         return carried[:1], events[:1]
     return [d for d, _ in good], [e for _, e in good]
+
+
+def _log_failed(
+    lane: Lane, deliveries: Sequence[Delivery], results: Sequence[AttemptResult], reason: str, status: int | None
+) -> None:
+    log.warning(
+        "delivery attempt failed",
+        extra={
+            "destination": lane.name,
+            "delivery_ids": [d.id for d in deliveries],
+            "webhook_ids": sorted({d.webhook_id for d in deliveries}),
+            "verdicts": sorted({r.verdict for r in results}),
+            "status_code": status,
+            "reason": reason,
+        },
+    )
 
 
 def _put_back(lane: Lane, deliveries: Sequence[Delivery]) -> None:

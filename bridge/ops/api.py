@@ -12,10 +12,12 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.errors import OutboxError
+from bridge.metrics import CONTENT_TYPE
+from bridge.ops import lanes
 from bridge.outbox.base import DELIVERY_STATUSES, WEBHOOK_STATUSES
 from bridge.replay import replay_webhook
 from bridge.state import BridgeState
@@ -81,11 +83,9 @@ def routes(state: BridgeState) -> list[Route]:
             await state.outbox.ping()
         except OutboxError as exc:
             return _json({"status": "unavailable", "outbox": str(exc)}, 503)
-        if state.dispatcher is not None:
-            health = state.dispatcher.lane_health(state.clock.now())
-            stalled = sorted(name for name, lane in health.items() if lane.stalled)
-            if stalled:
-                return _json({"status": "stalled", "stalled": stalled}, 503)
+        stuck = lanes.stalled(state)
+        if stuck:
+            return _json({"status": "stalled", "stalled": stuck}, 503)
         return _json({"status": "ready"})
 
     async def full_stats() -> dict[str, Any]:
@@ -95,9 +95,10 @@ def routes(state: BridgeState) -> list[Route]:
         per = stats.setdefault("destinations", {})
         for name in state.destinations:
             per.setdefault(name, {**zero, "last_success_at": None, "last_failure_at": None})
-        if state.dispatcher is not None:  # paused_until, stalled, due_since, idle_seconds, restarts, last_attempt_at
-            for name, lane in state.dispatcher.lane_health(state.clock.now()).items():
-                per.setdefault(name, dict(zero)).update(lane.as_dict())
+        # the lanes: paused_until, stalled, due_since, idle_seconds, restarts, last_attempt_at
+        for name, lane in lanes.lane_health(state).items():
+            per.setdefault(name, dict(zero)).update(lane.as_dict())
+        if state.dispatcher is not None:
             stats["dispatcher"] = {"claim_restarts": state.dispatcher.claim_restarts}
         return stats
 
@@ -108,8 +109,9 @@ def routes(state: BridgeState) -> list[Route]:
                 stats = await full_stats()
             except OutboxError:
                 stats = None
-        lanes = state.dispatcher.lane_stats() if state.dispatcher else {}
-        return PlainTextResponse(state.metrics.render(stats, lanes), media_type="text/plain; version=0.0.4")
+        tallies = state.dispatcher.lane_stats() if state.dispatcher else {}
+        text = state.metrics.render(stats, tallies, lanes.lane_health(state), state.clock.now())
+        return Response(text, media_type=CONTENT_TYPE)
 
     async def outbox_status(request: Request) -> Response:
         return _json(await full_stats())

@@ -246,7 +246,8 @@ async def test_a_result_that_cannot_be_recorded_is_logged_and_sent_again_after_i
             finally:
                 lock.execute("ROLLBACK")
                 lock.close()
-            assert any("could not record 1 attempts for hook" in r.getMessage() for r in caplog.records)
+            [failed] = [r for r in caplog.records if r.getMessage().startswith("recording attempts failed")]
+            assert failed.destination == "hook" and len(failed.delivery_ids) == 1  # type: ignore[attr-defined]
             [row] = await bridge.deliveries(destination="hook")
             assert row["status"] == "in_flight" and row["attempts"] == 0
             sink.release_all()
