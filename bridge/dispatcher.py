@@ -258,9 +258,9 @@ class Dispatcher:
         await self._give_back(lane, give)
 
     async def _give_back(self, lane: Lane, deliveries: Sequence[Delivery]) -> None:
-        lane.stats.released += len(deliveries)
         lane.may_have_work = True
         await self._release(deliveries)
+        lane.stats.released += len(deliveries)
 
     async def _release(self, deliveries: Sequence[Delivery]) -> None:
         """Give leases back unsent (no attempt counted); where that fails they simply run out."""
