@@ -234,9 +234,11 @@ class Dispatcher:
             lane.next_due_at = now
             return 0.0
         lane.may_have_work = False
+        if lane.queue or lane.sending:
+            return MAX_IDLE_SECONDS  # busy: its workers wake the loop as they finish (_lane_low)
         due = await self.outbox.next_due_at(name)
         lane.next_due_at = due
-        if not claimed and not lane.queue and not lane.sending and (due is None or due > now):
+        if not claimed and (due is None or due > now):
             lane.due_since = None
         if due is None:
             return MAX_IDLE_SECONDS
@@ -307,10 +309,9 @@ class Dispatcher:
             batch = self._take(lane)
             if not batch:
                 continue
-            counted_at = self.clock.now()
-            lane.limiter.record(counted_at)
+            ticket = lane.limiter.record()
             lane.sending += len(batch)
-            task = asyncio.create_task(self._deliver(lane, batch, counted_at))
+            task = asyncio.create_task(self._deliver(lane, batch, ticket))
             self._sends.add(task)
             try:
                 await asyncio.shield(task)
@@ -322,9 +323,16 @@ class Dispatcher:
                 lane.sending -= len(batch)
                 self._lane_low(lane)
 
-    async def _deliver(self, lane: Lane, batch: list[Delivery], counted_at: float) -> None:
+    async def _deliver(self, lane: Lane, batch: list[Delivery], ticket: int) -> None:
         """Send `batch` and record the outcome. Never raises (but for cancellation): whatever goes wrong becomes
-        an attempt with its reason, or — if even recording fails — leases that run out and are taken again."""
+        an attempt with its reason, or — if even recording fails — leases that run out and are taken again.
+        `ticket`: the rate limiter's count of this request, given back if no request goes out."""
+        try:
+            await self._send_and_record(lane, batch, ticket)
+        finally:
+            lane.limiter.cancel(ticket)
+
+    async def _send_and_record(self, lane: Lane, batch: list[Delivery], ticket: int) -> None:
         now = self.clock.now()
         timeout = lane.destination.settings.timeout_seconds
         fresh = [d for d in batch if d.lease_until > now + timeout]
@@ -340,7 +348,7 @@ class Dispatcher:
         if not fresh:
             return
         try:
-            results = await self.sender.send(lane, fresh, counted_at)
+            results = await self.sender.send(lane, fresh, ticket)
         except Exception as exc:  # a bug: say so on each delivery, keep the worker
             log.exception("sending %d deliveries to %s failed unexpectedly", len(fresh), lane.name)
             lane.stats.internal_errors += 1

@@ -64,9 +64,9 @@ class Sender:
         #: called with (destination, seconds) after each destination request
         self.on_request: Callable[[str, float], None] | None = None
 
-    async def send(self, lane: Lane, batch: Sequence[Delivery], counted_at: float | None = None) -> list[AttemptResult]:
-        """Render, send and classify one request for `batch`. `counted_at`: when the rate limiter counted the
-        request (the latency it learns from is measured from there)."""
+    async def send(self, lane: Lane, batch: Sequence[Delivery], ticket: int | None = None) -> list[AttemptResult]:
+        """Render, send and classify one request for `batch`. `ticket`: the rate limiter's count of the request,
+        marked answered when the answer (or the failure) comes back."""
         destination = lane.destination
         started = self.clock.now()
         prepared = prepare(lane, batch)
@@ -79,7 +79,8 @@ class Sender:
         outcome, status, excerpt = await self.http(lane, prepared.request)
         latency = (time.perf_counter() - t0) * 1000
         now = self.clock.now()
-        lane.limiter.observe(now - (counted_at if counted_at is not None else started))
+        if ticket is not None:
+            lane.limiter.answered(ticket, now)
         stats = lane.stats
         stats.requests += 1
         stats.latency_ms_total += latency
