@@ -84,12 +84,13 @@ class Dispatcher:
             lease = lease_for(dest, settings.lease_seconds)
             if lease > settings.lease_seconds:
                 log.warning(
-                    "destination %s: timeout_seconds %g does not fit in dispatcher.lease_seconds %g; its "
-                    "deliveries are leased for %g s",
-                    name,
-                    dest.settings.timeout_seconds,
-                    settings.lease_seconds,
-                    lease,
+                    "lease stretched to fit the destination's timeout",
+                    extra={
+                        "destination": name,
+                        "timeout_seconds": dest.settings.timeout_seconds,
+                        "lease_seconds": settings.lease_seconds,
+                        "leased_for": lease,
+                    },
                 )
             self.lanes[name] = Lane(dest, limiter, lease)
         self.sender = Sender(session, clock, settings.retry, self.rng, on_throttled=self._throttled)
@@ -165,11 +166,11 @@ class Dispatcher:
             except Exception:
                 if self._stopping:
                     return
-                log.exception("%s failed; starting it again", name)
+                log.exception("dispatcher task failed; starting it again", extra={"task": name})
             else:
                 if self._stopping:
                     return
-                log.error("%s ended unexpectedly; starting it again", name)
+                log.error("dispatcher task ended; starting it again", extra={"task": name})
             if lane is None:
                 self.claim_restarts += 1
             else:
@@ -256,7 +257,10 @@ class Dispatcher:
         give = [d for d in lane.queue if d.lease_until <= until + timeout]
         lane.queue.clear()
         lane.queue.extend(keep)
-        log.info("%s is held back until %.0f; gave back %d claimed deliveries", lane.name, until, len(give))
+        log.info(
+            "claims given back while the destination is held back",
+            extra={"destination": lane.name, "delivery_ids": [d.id for d in give], "until": until},
+        )
         await self._give_back(lane, give)
 
     async def _give_back(self, lane: Lane, deliveries: Sequence[Delivery]) -> None:
@@ -273,7 +277,10 @@ class Dispatcher:
             try:
                 await self.outbox.release(ids, token)
             except OutboxError as exc:
-                log.warning("could not give back %d deliveries (their leases run out instead): %s", len(ids), exc)
+                log.warning(
+                    "giving claims back failed; their leases run out instead",
+                    extra={"delivery_ids": ids, "error": str(exc)},
+                )
 
     def _lane_low(self, lane: Lane) -> None:
         if len(lane.queue) < lane.capacity // 2:
@@ -339,9 +346,8 @@ class Dispatcher:
         if len(fresh) < len(batch):
             stale = [d for d in batch if d.lease_until <= now + timeout]
             log.warning(
-                "%s: %d deliveries waited too long to be sent before their lease ran out; gave them back unsent",
-                lane.name,
-                len(stale),
+                "claims given back unsent: their lease would run out mid-request",
+                extra={"destination": lane.name, "delivery_ids": [d.id for d in stale]},
             )
             await self._give_back(lane, stale)
             self._wake.set()
@@ -350,7 +356,9 @@ class Dispatcher:
         try:
             results = await self.sender.send(lane, fresh, ticket)
         except Exception as exc:  # a bug: say so on each delivery, keep the worker
-            log.exception("sending %d deliveries to %s failed unexpectedly", len(fresh), lane.name)
+            log.exception(
+                "sending failed unexpectedly", extra={"destination": lane.name, "delivery_ids": [d.id for d in fresh]}
+            )
             lane.stats.internal_errors += 1
             outcome = Outcome(Verdict.RETRY, f"internal error while sending: {type(exc).__name__}: {exc}")
             results = [self.sender.result(lane, d, outcome, now) for d in fresh]

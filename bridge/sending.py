@@ -95,10 +95,12 @@ class Sender:
                 self.on_throttled(lane)
         if prepared.request.cleaned:
             log.warning(
-                "%s: removed control characters from header(s) %s of deliveries %s",
-                destination.name,
-                ", ".join(prepared.request.cleaned),
-                ", ".join(str(d.id) for d in prepared.carried),
+                "control characters removed from headers",
+                extra={
+                    "destination": destination.name,
+                    "delivery_ids": [d.id for d in prepared.carried],
+                    "header_names": list(prepared.request.cleaned),
+                },
             )
         sent = [
             self.result(lane, d, outcome, started, status=status, latency=latency, excerpt=excerpt)
@@ -176,7 +178,7 @@ class Sender:
         except aiohttp.ClientError as exc:
             return Outcome(Verdict.RETRY, f"connection error: {type(exc).__name__}: {exc}"), None, None
         except Exception as exc:  # the HTTP client or the destination's classify failed: not the event's fault
-            log.exception("request to %s failed unexpectedly", destination.name)
+            log.exception("request failed unexpectedly", extra={"destination": destination.name})
             lane.stats.internal_errors += 1
             return Outcome(Verdict.RETRY, f"request failed: {type(exc).__name__}: {exc}"), None, None
 
@@ -215,7 +217,10 @@ def prepare(lane: Lane, batch: Sequence[Delivery]) -> Prepared:
                 return prepared
             carried, events = _isolate(lane, carried, events, prepared)
         except Exception as exc:  # a bug in the destination module: retry later (a fix may be deployed by then)
-            log.exception("rendering %d events for %s failed unexpectedly", len(carried), destination.name)
+            log.exception(
+                "rendering failed unexpectedly",
+                extra={"destination": destination.name, "delivery_ids": [d.id for d in carried]},
+            )
             lane.stats.internal_errors += 1
             outcome = Outcome(Verdict.RETRY, f"internal error while rendering: {type(exc).__name__}: {exc}")
             prepared.settled += [(d, outcome) for d in carried]
@@ -238,7 +243,9 @@ def _isolate(
         except RenderError as exc:
             prepared.settled.append((delivery, Outcome(Verdict.DEAD, f"cannot render: {exc}")))
         except Exception as exc:
-            log.exception("rendering an event for %s failed unexpectedly", lane.name)
+            log.exception(
+                "rendering failed unexpectedly", extra={"destination": lane.name, "delivery_ids": [delivery.id]}
+            )
             lane.stats.internal_errors += 1
             reason = f"internal error while rendering: {type(exc).__name__}: {exc}"
             prepared.settled.append((delivery, Outcome(Verdict.RETRY, reason)))
