@@ -364,6 +364,11 @@ class Dispatcher:
             results = [self.sender.result(lane, d, outcome, now) for d in fresh]
         await self._record(lane, fresh, results)
 
+    async def send(self, lane: Lane, batch: Sequence[Delivery]) -> list[AttemptResult]:
+        """Render, send and classify one request for `batch` (bridge/sending.py), outside the rate limiter; one
+        AttemptResult per delivery sent or settled. Deliveries that did not fit go back to the lane's queue."""
+        return await self.sender.send(lane, batch)
+
     async def _record(self, lane: Lane, batch: Sequence[Delivery], results: list[AttemptResult]) -> None:
         if not results:
             return

@@ -13,6 +13,7 @@ the lane's queue:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -102,11 +103,12 @@ class Sender:
                     "header_names": list(prepared.request.cleaned),
                 },
             )
+        # a partial success names the events (by their index in the request) that failed
         sent = [
-            self.result(lane, d, outcome, started, status=status, latency=latency, excerpt=excerpt)
-            for d in prepared.carried
+            self.result(lane, d, outcome.for_event(index), started, status=status, latency=latency, excerpt=excerpt)
+            for index, d in enumerate(prepared.carried)
         ]
-        if outcome.verdict is not Verdict.DELIVERED:
+        if any(r.verdict != "delivered" for r in sent):  # also a partial success's failed events
             _log_failed(lane, prepared.carried, sent, outcome.reason, status)
         return results + sent
 
@@ -171,7 +173,7 @@ class Sender:
                 outcome = destination.classify(response.status, headers, body)
                 if outcome.retry_after is None and "retry-after" in headers:
                     retry_after = parse_retry_after(headers["retry-after"], self.clock.now())
-                    outcome = Outcome(outcome.verdict, outcome.reason, retry_after)
+                    outcome = dataclasses.replace(outcome, retry_after=retry_after)
                 return outcome, response.status, response_excerpt(body)
         except TimeoutError:
             return Outcome(Verdict.RETRY, f"timed out after {destination.settings.timeout_seconds:g}s"), None, None

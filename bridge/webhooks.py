@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bridge import logs
 from bridge.errors import OutboxError, PayloadError, SignatureError
 from bridge.ingest import store
+from bridge.providers.params import request_headers
 from bridge.state import BridgeState
 
 log = logging.getLogger("bridge.http")
@@ -73,7 +74,7 @@ async def _handle(
     state: BridgeState, source: str, scope: Scope, receive: Receive, started: float
 ) -> tuple[int, bytes, list[Any]]:
     provider = state.providers[source]
-    headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+    headers = request_headers(scope["headers"])  # a repeated header becomes one joined value, never one copy
     metrics = state.metrics
     try:
         body = await read_body(receive, headers.get("content-length"), provider.settings.max_body_bytes)
