@@ -34,12 +34,12 @@ import aiohttp
 from bridge import logs
 from bridge.clock import Clock
 from bridge.config import DispatcherSettings
-from bridge.destinations.base import USER_AGENT, Destination, Outcome, Verdict
+from bridge.destinations.base import Destination, Outcome, Verdict
 from bridge.errors import OutboxError
 from bridge.lanes import Lane, LaneHealth, LaneStats, lease_for
 from bridge.outbox.base import AttemptResult, Delivery, Outbox
 from bridge.ratelimit import RateLimiter
-from bridge.sending import Sender
+from bridge.sending import Sender, new_session
 
 log = logging.getLogger("bridge.dispatcher")
 
@@ -406,15 +406,3 @@ class Dispatcher:
         started = self._round_started
         stuck = started is not None and now - started > self.settings.lease_seconds
         return {name: lane.health(now, claim_stuck=stuck) for name, lane in self.lanes.items()}
-
-
-def new_session(user_agent: str = USER_AGENT, *, limit: int = 256) -> aiohttp.ClientSession:
-    """The one outbound HTTP session: our own User-Agent (destinations may override per request), pooled
-    connections, no cookie jar (each request stands alone)."""
-    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector,
-        headers={"User-Agent": user_agent},
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=True,
-    )

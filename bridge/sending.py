@@ -25,7 +25,7 @@ import aiohttp
 import orjson
 
 from bridge.clock import Clock
-from bridge.destinations.base import BatchTooLarge, HttpRequest, Outcome, Verdict, response_excerpt
+from bridge.destinations.base import USER_AGENT, BatchTooLarge, HttpRequest, Outcome, Verdict, response_excerpt
 from bridge.errors import RenderError
 from bridge.lanes import Lane
 from bridge.outbox.base import AttemptResult, Delivery
@@ -278,3 +278,15 @@ def _log_failed(
 def _put_back(lane: Lane, deliveries: Sequence[Delivery]) -> None:
     lane.queue.extendleft(reversed(deliveries))
     lane.ready.set()
+
+
+def new_session(user_agent: str = USER_AGENT, *, limit: int = 256) -> aiohttp.ClientSession:
+    """The one outbound HTTP session: our own User-Agent (destinations may override per request), pooled
+    connections, no cookie jar (each request stands alone)."""
+    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": user_agent},
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=True,
+    )
