@@ -95,6 +95,11 @@ def routes(state: BridgeState) -> list[Route]:
         per = stats.setdefault("destinations", {})
         for name in state.destinations:
             per.setdefault(name, {**zero, "last_success_at": None, "last_failure_at": None})
+        # the lanes: paused_until, stalled, due_since, idle_seconds, restarts, last_attempt_at
+        for name, lane in lanes.lane_health(state).items():
+            per.setdefault(name, dict(zero)).update(lane.as_dict())
+        if state.dispatcher is not None:
+            stats["dispatcher"] = {"claim_restarts": state.dispatcher.claim_restarts}
         return stats
 
     async def metrics(request: Request) -> Response:
