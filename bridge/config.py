@@ -19,6 +19,7 @@ from bridge.destinations import destination_class, destination_types
 from bridge.destinations.base import DestinationSettings, RateLimit
 from bridge.errors import ConfigError
 from bridge.events import is_valid_name
+from bridge.limits import MAX_DEPTH_CEILING, Limits
 from bridge.providers import provider_class, provider_types
 from bridge.providers.base import SourceSettings
 from bridge.retry import DEFAULT_SCHEDULE, RetryPolicy
@@ -51,6 +52,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     host: str = "127.0.0.1"
     port: int = 8080
+    limits: Limits = field(default_factory=Limits)
     #: where the config came from (for messages)
     path: str = "<settings>"
 
@@ -172,7 +174,7 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
     root = r.interpolate(root, root.start)
     r.check_keys(
         root,
-        {"outbox", "ops", "mappings", "sources", "destinations", "dispatcher", "server", "max_body_bytes"},
+        {"outbox", "ops", "mappings", "sources", "destinations", "dispatcher", "server", "max_body_bytes", "limits"},
         "the config",
     )
 
@@ -203,6 +205,7 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
     sources = _read_sources(r, r.mapping(root, "sources"), mappings_dir, max_body)
     destinations = _read_destinations(r, r.mapping(root, "destinations"))
     dispatcher = _read_dispatcher(r, r.mapping(root, "dispatcher"))
+    limits = _read_limits(r, r.mapping(root, "limits"))
     return Settings(
         outbox_url=outbox_url,
         mappings_dir=mappings_dir,
@@ -213,7 +216,21 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
         max_body_bytes=max_body,
         host=host,
         port=port,
+        limits=limits,
         path=file,
+    )
+
+
+def _read_limits(r: _Reader, node: YamlMap) -> Limits:
+    r.check_keys(node, {"max_depth", "max_events_per_webhook", "max_event_bytes"}, "limits")
+    default = Limits()
+    depth = r.integer(node, "max_depth", default.max_depth, minimum=1)
+    if depth > MAX_DEPTH_CEILING:
+        raise r.fail(node.value_mark("max_depth"), f"max_depth must be at most {MAX_DEPTH_CEILING}")
+    return Limits(
+        max_depth=depth,
+        max_events_per_webhook=r.integer(node, "max_events_per_webhook", default.max_events_per_webhook, minimum=1),
+        max_event_bytes=r.integer(node, "max_event_bytes", default.max_event_bytes, minimum=1024),
     )
 
 

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.errors import OutboxError, PayloadError, SignatureError
 from bridge.ingest import store
+from bridge.limits import check_body, check_event_count
 from bridge.state import BridgeState
 
 log = logging.getLogger("bridge.http")
@@ -75,8 +76,11 @@ async def handle(state: BridgeState, source: str, scope: Scope, receive: Receive
         metrics.rejected(source, "signature")
         log.warning("signature rejected", extra={"source": source, "reason": str(exc)})
         return _error(401, "signature verification failed")  # the reason is logged, never returned
+    limits = state.settings.limits
     try:
+        check_body(body, limits)
         inbound = provider.parse(body, headers)
+        check_event_count(len(inbound), limits)
     except PayloadError as exc:
         metrics.rejected(source, "malformed")
         return _error(400, str(exc))
@@ -94,6 +98,7 @@ async def handle(state: BridgeState, source: str, scope: Scope, receive: Receive
             body=body,
             headers=headers,
             received_at=now,
+            limits=limits,
         )
     except OutboxError as exc:
         metrics.rejected(source, "unavailable")

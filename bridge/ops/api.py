@@ -226,6 +226,7 @@ def routes(state: BridgeState) -> list[Route]:
             now=state.clock.now(),
             dry_run=dry_run,
             force=force,
+            limits=state.settings.limits,
         )
         return report
 
