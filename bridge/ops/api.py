@@ -7,10 +7,12 @@ constant time. Nothing here writes outside the outbox contract.
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -31,33 +33,76 @@ def _error(message: str, status_code: int) -> Response:
     return _json({"error": message}, status_code)
 
 
-def _int(value: str | None, name: str, default: int | None = None, *, maximum: int | None = None) -> int | None:
+ID_MAX = 2**63 - 1  # row ids, cursors and limits are 64-bit in both outboxes
+SECONDS_MAX = 253402300799.0  # Unix seconds of 9999-12-31T23:59:59Z
+DAYS_MAX = 36500.0
+
+
+def _int(value: Any, name: str, default: int | None = None, *, maximum: int | None = None) -> int | None:
+    """A whole number from a query or path parameter (ASCII digits) or a JSON body (an integer), within
+    0 … 2**63 − 1; ValueError (→ 400) otherwise. `maximum` clamps."""
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number") from None
-    if number < 0:
-        raise ValueError(f"{name} must not be negative")
+    text = str(value) if type(value) is int else value if isinstance(value, str) else ""
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 19 or int(text) > ID_MAX:
+        raise ValueError(f"{name} must be a whole number from 0 to {ID_MAX}")
+    number = int(text)
     return min(number, maximum) if maximum else number
+
+
+def _number(value: Any, name: str, *, minimum: float, maximum: float) -> float | None:
+    """A finite number (query text or JSON number) within [minimum, maximum], None when absent; ValueError → 400."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{name} must be a number")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{name} must be a number") from None
+    if not (math.isfinite(number) and minimum <= number <= maximum):
+        raise ValueError(f"{name} must be a number from {minimum:g} to {maximum:g}")
+    return number
+
+
+class _IdConvertor(Convertor[int]):
+    """`{id:id}` in a route: digits that surely fit a 64-bit row id (longer ones match no route: 404)."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", _IdConvertor())
+
+
+def _refused(state: BridgeState, request: Request) -> Response | None:
+    """The answer to a request without the right ops token, or None when it carries it."""
+    token = state.settings.ops_token
+    if not token:
+        return _error("ops API disabled: set ops.token in the config", 403)
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        return Response(
+            orjson.dumps({"error": "missing or wrong ops token"}),
+            401,
+            headers={"WWW-Authenticate": "Bearer"},
+            media_type="application/json",
+        )
+    return None
 
 
 def routes(state: BridgeState) -> list[Route]:
     def guarded(handler: Handler) -> Handler:
         async def check(request: Request) -> Response:
-            token = state.settings.ops_token
-            if not token:
-                return _error("ops API disabled: set ops.token in the config", 403)
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-                return Response(
-                    orjson.dumps({"error": "missing or wrong ops token"}),
-                    401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                    media_type="application/json",
-                )
+            refused = _refused(state, request)
+            if refused is not None:
+                return refused
             try:
                 return await handler(request)
             except ValueError as exc:
@@ -184,14 +229,6 @@ def routes(state: BridgeState) -> list[Route]:
     def flag(value: Any) -> bool:
         return value is True or str(value).lower() in ("1", "true", "yes")
 
-    def number(value: Any, name: str) -> float | None:
-        if value is None or value == "":
-            return None
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be Unix seconds") from None
-
     def webhook_filters(params: Mapping[str, Any]) -> dict[str, Any]:
         status = params.get("status") or None
         if status is not None and status not in WEBHOOK_STATUSES:
@@ -200,8 +237,8 @@ def routes(state: BridgeState) -> list[Route]:
             "source": params.get("source") or None,
             "event_type": params.get("type") or params.get("event_type") or None,
             "status": status,
-            "since": number(params.get("since"), "since"),
-            "until": number(params.get("until"), "until"),
+            "since": _number(params.get("since"), "since", minimum=0, maximum=SECONDS_MAX),
+            "until": _number(params.get("until"), "until", minimum=0, maximum=SECONDS_MAX),
         }
 
     async def list_webhooks(request: Request) -> Response:
@@ -244,11 +281,11 @@ def routes(state: BridgeState) -> list[Route]:
     async def replay_bulk(request: Request) -> Response:
         params = await json_body(request)
         dry_run, force = flag(params.get("dry_run")), flag(params.get("force"))
-        limit = _int(str(params.get("limit", 1000)), "limit", 1000, maximum=10_000) or 1000
+        limit = _int(params.get("limit"), "limit", 1000, maximum=10_000) or 1000
         ids = params.get("ids")
         if ids is not None:
-            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-                raise ValueError("ids must be a list of webhook ids")
+            if not isinstance(ids, list) or not all(type(i) is int and 0 <= i <= ID_MAX for i in ids):
+                raise ValueError(f"ids must be a list of webhook ids (whole numbers from 0 to {ID_MAX})")
             chosen = ids[:limit]
         else:
             filters = webhook_filters(params)
@@ -292,8 +329,8 @@ def routes(state: BridgeState) -> list[Route]:
 
     async def purge(request: Request) -> Response:
         params = await json_body(request)
-        days = number(params.get("older_than_days", 30), "older_than_days")
-        if days is None or days < 1:
+        days = _number(params.get("older_than_days", 30), "older_than_days", minimum=1, maximum=DAYS_MAX)
+        if days is None:
             raise ValueError("older_than_days must be at least 1 (providers retry for days; ids must stay known)")
         statuses = params.get("statuses", ["delivered"])
         if not isinstance(statuses, list) or not set(statuses) <= {"delivered", "dead"}:
@@ -308,12 +345,12 @@ def routes(state: BridgeState) -> list[Route]:
         Route("/ops/outbox", guarded(outbox_status)),
         Route("/ops/deliveries", guarded(list_deliveries)),
         Route("/ops/deliveries/retry", guarded(retry_bulk), methods=["POST"]),
-        Route("/ops/deliveries/{id:int}", guarded(get_delivery)),
-        Route("/ops/deliveries/{id:int}/retry", guarded(retry_one), methods=["POST"]),
+        Route("/ops/deliveries/{id:id}", guarded(get_delivery)),
+        Route("/ops/deliveries/{id:id}/retry", guarded(retry_one), methods=["POST"]),
         Route("/ops/webhooks", guarded(list_webhooks)),
         Route("/ops/webhooks/replay", guarded(replay_bulk), methods=["POST"]),
-        Route("/ops/webhooks/{id:int}", guarded(get_webhook)),
-        Route("/ops/webhooks/{id:int}/replay", guarded(replay_one), methods=["POST"]),
+        Route("/ops/webhooks/{id:id}", guarded(get_webhook)),
+        Route("/ops/webhooks/{id:id}/replay", guarded(replay_one), methods=["POST"]),
         Route("/ops/mappings", guarded(mappings_status)),
         Route("/ops/mappings/reload", guarded(mappings_reload), methods=["POST"]),
         Route("/ops/outbox/purge", guarded(purge), methods=["POST"]),
