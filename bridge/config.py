@@ -52,6 +52,8 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     host: str = "127.0.0.1"
     port: int = 8080
+    #: GET /metrics without the ops token
+    public_metrics: bool = False
     limits: Limits = field(default_factory=Limits)
     #: where the config came from (for messages)
     path: str = "<settings>"
@@ -184,10 +186,14 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
     outbox_url = _resolve_outbox_url(r, outbox, url, base_dir)
 
     ops = r.mapping(root, "ops")
-    r.check_keys(ops, {"token"}, "ops")
+    r.check_keys(ops, {"token", "public_metrics"}, "ops")
     ops_token = r.string(ops, "token")
     if ops_token is not None and len(ops_token) < 16:
         raise r.fail(ops.value_mark("token"), "the ops token is shorter than 16 characters", "use a random token")
+    public_metrics = ops.get("public_metrics", False)
+    if not isinstance(public_metrics, bool):
+        mark = ops.value_mark("public_metrics")
+        raise r.fail(mark, f"'public_metrics' must be true or false, got {public_metrics!r}")
 
     mappings_text = r.string(root, "mappings", default="./mappings") or "./mappings"
     mappings_dir = (base_dir / mappings_text).resolve()
@@ -216,6 +222,7 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
         max_body_bytes=max_body,
         host=host,
         port=port,
+        public_metrics=public_metrics,
         limits=limits,
         path=file,
     )

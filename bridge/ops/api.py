@@ -138,6 +138,10 @@ def routes(state: BridgeState) -> list[Route]:
         return stats
 
     async def metrics(request: Request) -> Response:
+        # it names every source and destination: behind the ops token unless ops.public_metrics is set
+        refused = None if state.settings.public_metrics else _refused(state, request)
+        if refused is not None:
+            return refused
         stats = None
         if state.outbox is not None:
             try:
