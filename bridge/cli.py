@@ -53,6 +53,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.dispatcher.shutdown_grace_seconds) + 5,
         server_header=False,
         proxy_headers=args.proxy_headers,
+        limit_concurrency=settings.limit_concurrency,  # past it: 503, the provider retries
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
     return 0
 

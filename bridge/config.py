@@ -52,6 +52,12 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     host: str = "127.0.0.1"
     port: int = 8080
+    #: a webhook body not received in full within this many seconds is answered 408
+    body_timeout_seconds: float = 10.0
+    #: uvicorn: connections (and requests) at once before it answers 503
+    limit_concurrency: int = 1000
+    #: uvicorn: an idle keep-alive connection is closed after this many seconds
+    keep_alive_seconds: int = 5
     #: GET /metrics without the ops token
     public_metrics: bool = False
     limits: Limits = field(default_factory=Limits)
@@ -204,9 +210,14 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
     max_body = r.integer(root, "max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1024)
 
     server = r.mapping(root, "server")
-    r.check_keys(server, {"host", "port"}, "server")
+    server_keys = {"host", "port", "body_timeout_seconds", "limit_concurrency", "keep_alive_seconds"}
+    r.check_keys(server, server_keys, "server")
     host = r.string(server, "host", default="127.0.0.1") or "127.0.0.1"
     port = r.integer(server, "port", 8080, minimum=0)
+    body_timeout = r.number(server, "body_timeout_seconds", 10.0, minimum=0.1)
+    # uvicorn counts the connection asking, so 1 would refuse every request
+    limit_concurrency = r.integer(server, "limit_concurrency", 1000, minimum=2)
+    keep_alive = r.integer(server, "keep_alive_seconds", 5, minimum=1)
 
     sources = _read_sources(r, r.mapping(root, "sources"), mappings_dir, max_body)
     destinations = _read_destinations(r, r.mapping(root, "destinations"))
@@ -222,6 +233,9 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
         max_body_bytes=max_body,
         host=host,
         port=port,
+        body_timeout_seconds=body_timeout,
+        limit_concurrency=limit_concurrency,
+        keep_alive_seconds=keep_alive,
         public_metrics=public_metrics,
         limits=limits,
         path=file,

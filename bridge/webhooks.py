@@ -7,6 +7,7 @@ Starlette app (ops, health, metrics, and a 404/405 for anything else).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -33,27 +34,42 @@ class ClientGone(Exception):
     pass
 
 
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """The raw body, refusing (without reading the rest) once it passes `limit` bytes."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+class BodyTimeout(Exception):
+    pass
+
+
+async def read_body(receive: Receive, declared: str | None, limit: int, timeout: float) -> bytes:
+    """The raw body, refusing (without reading the rest) once it passes `limit` bytes, or when the whole body has
+    not arrived within `timeout` seconds (a client trickling bytes must not hold the connection)."""
+    if declared is not None and declared.isascii() and declared.isdigit():
+        significant = declared.lstrip("0")
+        if len(significant) > 19 or int(significant or "0") > limit:  # (int() of a huge text would raise)
+            raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise BodyTimeout from None
 
 
 def _error(status: int, message: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     return status, orjson.dumps({"error": message}), _JSON
+
+
+# The rest of an unread body would be taken for the next request: close the connection after answering.
+_CLOSE = (b"connection", b"close")
 
 
 async def handle(state: BridgeState, source: str, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
@@ -64,11 +80,19 @@ async def handle(state: BridgeState, source: str, scope: Scope, receive: Receive
         return _error(404, f"unknown source {source!r}")
     headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
     metrics = state.metrics
+    settings = state.settings
     try:
-        body = await read_body(receive, headers.get("content-length"), provider.settings.max_body_bytes)
+        body = await read_body(
+            receive, headers.get("content-length"), provider.settings.max_body_bytes, settings.body_timeout_seconds
+        )
     except BodyTooLarge:
         metrics.rejected(source, "too_large")
-        return _error(413, f"body larger than {provider.settings.max_body_bytes} bytes")
+        status, payload, extra = _error(413, f"body larger than {provider.settings.max_body_bytes} bytes")
+        return status, payload, [*extra, _CLOSE]
+    except BodyTimeout:
+        metrics.rejected(source, "timeout")
+        status, payload, extra = _error(408, f"body not received within {settings.body_timeout_seconds:g} s")
+        return status, payload, [*extra, _CLOSE]
     now = state.clock.now()
     try:
         await provider.verify(body, headers, now)
@@ -76,11 +100,10 @@ async def handle(state: BridgeState, source: str, scope: Scope, receive: Receive
         metrics.rejected(source, "signature")
         log.warning("signature rejected", extra={"source": source, "reason": str(exc)})
         return _error(401, "signature verification failed")  # the reason is logged, never returned
-    limits = state.settings.limits
     try:
-        check_body(body, limits)
+        check_body(body, settings.limits)
         inbound = provider.parse(body, headers)
-        check_event_count(len(inbound), limits)
+        check_event_count(len(inbound), settings.limits)
     except PayloadError as exc:
         metrics.rejected(source, "malformed")
         return _error(400, str(exc))
@@ -98,7 +121,7 @@ async def handle(state: BridgeState, source: str, scope: Scope, receive: Receive
             body=body,
             headers=headers,
             received_at=now,
-            limits=limits,
+            limits=settings.limits,
         )
     except OutboxError as exc:
         metrics.rejected(source, "unavailable")
