@@ -60,15 +60,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Every config problem, then every mapping problem, in one run. Exit 2 when the config has errors, 1 when
+    only mappings do."""
+    from bridge.config import check_settings
     from bridge.mapping import check_mappings
 
-    settings = _settings(args)
-    errors = check_mappings(settings.mappings_dir)
-    for error in errors:
+    report = check_settings(_config_path(args), os.environ)
+    mapping_errors = check_mappings(report.mappings_dir) if report.mappings_dir else []
+    for error in [*report.errors, *mapping_errors]:
         print(error, file=sys.stderr)
-    if errors:
-        print(f"{len(errors)} error(s)", file=sys.stderr)
-        return 1
+    count = len(report.errors) + len(mapping_errors)
+    if count:
+        print(f"{count} error(s)", file=sys.stderr)
+        return 2 if report.errors else 1
+    settings = report.settings
+    assert settings is not None
     print(
         f"ok: {settings.path}: {len(settings.sources)} source(s), {len(settings.destinations)} destination(s); "
         f"mappings in {settings.mappings_dir}"
@@ -291,7 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except (ConfigError, MappingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except BridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
