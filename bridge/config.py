@@ -66,6 +66,10 @@ class Settings:
     #: GET /metrics without the ops token
     public_metrics: bool = False
     limits: Limits = field(default_factory=Limits)
+    #: log line format: json (one object per line) or text (key=value)
+    log_format: str = "json"
+    #: log level name (INFO, WARNING, ...); the CLI's --log-level or BRIDGE_LOG_LEVEL overrides it
+    log_level: str | None = None
     #: where the config came from (for messages)
     path: str = "<settings>"
 
@@ -88,13 +92,16 @@ class _Reader:
         self.file = file
         self.environ = environ
         self.errors: list[ConfigError] = []
+        #: where a value still holds an unset ${VAR}: what it would be is unknown, so no other error is told there
+        self.unresolved: set[tuple[int, int]] = set()
 
     def fail(self, mark: tuple[int, int], message: str, hint: str | None = None) -> ConfigError:
         """The error for a problem at `mark` (raise it to stop reading; `error` records it and reading goes on)."""
         return ConfigError(message, file=self.file, line=mark[0], column=mark[1], hint=hint)
 
     def error(self, mark: tuple[int, int], message: str, hint: str | None = None) -> None:
-        self.errors.append(self.fail(mark, message, hint))
+        if mark not in self.unresolved:
+            self.errors.append(self.fail(mark, message, hint))
 
     def interpolate(self, node: Any, mark: tuple[int, int]) -> Any:
         if isinstance(node, YamlMap):
@@ -115,12 +122,10 @@ class _Reader:
                 if value is None or (value == "" and default is not None):
                     if default is not None:
                         return default
-                    self.error(
-                        mark,
-                        f"environment variable {name} is not set",
-                        f"export {name}=… or write ${{{name}:-default}}",
-                    )
-                    return match.group(0)  # left as written: no second error about an empty value
+                    hint = f"export {name}=… or write ${{{name}:-default}}"
+                    self.errors.append(self.fail(mark, f"environment variable {name} is not set", hint))
+                    self.unresolved.add(mark)
+                    return match.group(0)
                 return value
 
             return _VAR.sub(replace, node)
@@ -230,6 +235,42 @@ def check_settings(path: str | Path, environ: Mapping[str, str]) -> ConfigReport
     return _parse(text, str(file), environ, file.resolve().parent)
 
 
+def unset_variables(path: str | Path, environ: Mapping[str, str]) -> list[ConfigError]:
+    """Every `${VAR}` (without a default) in the config file whose variable is unset, each located; so a
+    fresh config's missing secrets are listed at once (loading stops at the first)."""
+    file = Path(path)
+    try:
+        root = load(file.read_text(encoding="utf-8"), str(file), ConfigError)
+    except (OSError, ConfigError):
+        return []  # load_settings reports these
+    found: list[ConfigError] = []
+
+    def walk(node: Any, mark: tuple[int, int]) -> None:
+        if isinstance(node, YamlMap):
+            for key in node:
+                walk(node[key], node.value_mark(key))
+        elif isinstance(node, YamlList):
+            for index, item in enumerate(node):
+                walk(item, node.item_mark(index))
+        elif isinstance(node, str):
+            for match in _VAR.finditer(node):
+                name, default = match.group(1), match.group(2)
+                if name and default is None and name not in environ:
+                    hint = f"export {name}=… (or put it in your secret store's environment)"
+                    found.append(
+                        ConfigError(
+                            f"environment variable {name} is not set",
+                            file=str(file),
+                            line=mark[0],
+                            column=mark[1],
+                            hint=hint,
+                        )
+                    )
+
+    walk(root, (1, 1))
+    return found
+
+
 def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir: Path) -> Settings:
     report = _parse(text, file, environ, base_dir)
     if report.settings is None:
@@ -264,7 +305,18 @@ def _read_root(r: _Reader, read: _Read, text: str, base_dir: Path) -> Settings:
     root = r.interpolate(root, root.start)
     r.check_keys(
         root,
-        {"outbox", "ops", "mappings", "sources", "destinations", "dispatcher", "server", "max_body_bytes", "limits"},
+        {
+            "outbox",
+            "ops",
+            "mappings",
+            "sources",
+            "destinations",
+            "dispatcher",
+            "server",
+            "max_body_bytes",
+            "limits",
+            "log",
+        },
         "the config",
     )
 
@@ -302,6 +354,7 @@ def _read_root(r: _Reader, read: _Read, text: str, base_dir: Path) -> Settings:
     limits = _read_limits(r, r.mapping(root, "limits"))
     dispatcher_node = r.mapping(root, "dispatcher")
     dispatcher = _read_dispatcher(r, dispatcher_node)
+    log_format, log_level = _read_log(r, r.mapping(root, "log"))
     sources = _read_sources(r, r.mapping(root, "sources"), mappings_dir, max_body)
     names = EventNames(CANONICAL_NAMES, produced_names(mappings_dir)) if read.mappings_dir else None
     lease = _Lease(dispatcher.lease_seconds, dispatcher_node.value_mark("lease_seconds"))
@@ -321,6 +374,8 @@ def _read_root(r: _Reader, read: _Read, text: str, base_dir: Path) -> Settings:
         keep_alive_seconds=keep_alive,
         public_metrics=public_metrics,
         limits=limits,
+        log_format=log_format,
+        log_level=log_level,
         path=file,
     )
 
@@ -333,6 +388,20 @@ def _read_limits(r: _Reader, node: YamlMap) -> Limits:
         max_events_per_webhook=r.integer(node, "max_events_per_webhook", default.max_events_per_webhook, minimum=1),
         max_event_bytes=r.integer(node, "max_event_bytes", default.max_event_bytes, minimum=1024),
     )
+
+
+def _read_log(r: _Reader, node: YamlMap) -> tuple[str, str | None]:
+    """`log: {format: json | text, level: INFO}`."""
+    r.check_keys(node, {"format", "level"}, "log")
+    fmt = r.string(node, "format", default="json") or "json"
+    if fmt not in ("json", "text"):
+        r.error(node.value_mark("format"), f"log format must be json or text, got {fmt!r}")
+        fmt = "json"
+    level = r.string(node, "level")
+    if level is not None and level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        r.error(node.value_mark("level"), f"unknown log level {level!r}", "DEBUG, INFO, WARNING or ERROR")
+        level = None
+    return fmt, level
 
 
 def _resolve_outbox_url(r: _Reader, outbox: YamlMap, url: str, base_dir: Path) -> str:
