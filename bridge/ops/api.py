@@ -7,12 +7,10 @@ constant time. Nothing here writes outside the outbox contract.
 from __future__ import annotations
 
 import hmac
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,6 +18,7 @@ from starlette.routing import Route
 from bridge.errors import OutboxError
 from bridge.metrics import CONTENT_TYPE
 from bridge.ops import lanes
+from bridge.ops.params import DAYS_MAX, ID_MAX, SECONDS_MAX, number, whole
 from bridge.outbox.base import DELIVERY_STATUSES, WEBHOOK_STATUSES
 from bridge.replay import replay_webhook
 from bridge.state import BridgeState
@@ -33,53 +32,6 @@ def _json(data: Any, status_code: int = 200) -> Response:
 
 def _error(message: str, status_code: int) -> Response:
     return _json({"error": message}, status_code)
-
-
-ID_MAX = 2**63 - 1  # row ids, cursors and limits are 64-bit in both outboxes
-SECONDS_MAX = 253402300799.0  # Unix seconds of 9999-12-31T23:59:59Z
-DAYS_MAX = 36500.0
-
-
-def _int(value: Any, name: str, default: int | None = None, *, maximum: int | None = None) -> int | None:
-    """A whole number from a query or path parameter (ASCII digits) or a JSON body (an integer), within
-    0 … 2**63 − 1; ValueError (→ 400) otherwise. `maximum` clamps."""
-    if value is None or value == "":
-        return default
-    text = str(value) if type(value) is int else value if isinstance(value, str) else ""
-    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 19 or int(text) > ID_MAX:
-        raise ValueError(f"{name} must be a whole number from 0 to {ID_MAX}")
-    number = int(text)
-    return min(number, maximum) if maximum else number
-
-
-def _number(value: Any, name: str, *, minimum: float, maximum: float) -> float | None:
-    """A finite number (query text or JSON number) within [minimum, maximum], None when absent; ValueError → 400."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"{name} must be a number")
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        raise ValueError(f"{name} must be a number") from None
-    if not (math.isfinite(number) and minimum <= number <= maximum):
-        raise ValueError(f"{name} must be a number from {minimum:g} to {maximum:g}")
-    return number
-
-
-class _IdConvertor(Convertor[int]):
-    """`{id:id}` in a route: digits that surely fit a 64-bit row id (longer ones match no route: 404)."""
-
-    regex = "[0-9]{1,18}"
-
-    def convert(self, value: str) -> int:
-        return int(value)
-
-    def to_string(self, value: int) -> str:
-        return str(value)
-
-
-register_url_convertor("id", _IdConvertor())
 
 
 def _refused(state: BridgeState, request: Request) -> Response | None:
@@ -169,22 +121,22 @@ def routes(state: BridgeState) -> list[Route]:
 
     async def list_deliveries(request: Request) -> Response:
         status, destination = filters(request.query_params)
-        limit = _int(request.query_params.get("limit"), "limit", 50, maximum=500) or 50
-        cursor = _int(request.query_params.get("cursor"), "cursor")
+        limit = whole(request.query_params.get("limit"), "limit", 50, maximum=500) or 50
+        cursor = whole(request.query_params.get("cursor"), "cursor")
         rows, next_cursor = await outbox().list_deliveries(
             status=status, destination=destination, limit=limit, cursor=cursor
         )
         return _json({"deliveries": rows, "next_cursor": next_cursor})
 
     async def get_delivery(request: Request) -> Response:
-        delivery_id = _int(request.path_params["id"], "id")
+        delivery_id = whole(request.path_params["id"], "id")
         row = await outbox().get_delivery(delivery_id)
         if row is None:
             return _error("no such delivery", 404)
         return _json(row)
 
     async def retry_one(request: Request) -> Response:
-        delivery_id = _int(request.path_params["id"], "id")
+        delivery_id = whole(request.path_params["id"], "id")
         assert delivery_id is not None
         row = await outbox().get_delivery(delivery_id)
         if row is None:
@@ -214,7 +166,7 @@ def routes(state: BridgeState) -> list[Route]:
         return _json({"retried": count})
 
     async def get_webhook(request: Request) -> Response:
-        webhook_id = _int(request.path_params["id"], "id")
+        webhook_id = whole(request.path_params["id"], "id")
         row = await outbox().get_webhook(webhook_id)
         if row is None:
             return _error("no such webhook", 404)
@@ -247,15 +199,15 @@ def routes(state: BridgeState) -> list[Route]:
             "source": params.get("source") or None,
             "event_type": params.get("type") or params.get("event_type") or None,
             "status": status,
-            "since": _number(params.get("since"), "since", minimum=0, maximum=SECONDS_MAX),
-            "until": _number(params.get("until"), "until", minimum=0, maximum=SECONDS_MAX),
+            "since": number(params.get("since"), "since", minimum=0, maximum=SECONDS_MAX),
+            "until": number(params.get("until"), "until", minimum=0, maximum=SECONDS_MAX),
         }
 
     async def list_webhooks(request: Request) -> Response:
         params = request.query_params
-        limit = _int(params.get("limit"), "limit", 50, maximum=500) or 50
+        limit = whole(params.get("limit"), "limit", 50, maximum=500) or 50
         rows, next_cursor = await outbox().list_webhooks(
-            **webhook_filters(params), limit=limit, cursor=_int(params.get("cursor"), "cursor")
+            **webhook_filters(params), limit=limit, cursor=whole(params.get("cursor"), "cursor")
         )
         return _json({"webhooks": rows, "next_cursor": next_cursor})
 
@@ -279,7 +231,7 @@ def routes(state: BridgeState) -> list[Route]:
 
     async def replay_one(request: Request) -> Response:
         params = await json_body(request)
-        webhook_id = _int(request.path_params["id"], "id")
+        webhook_id = whole(request.path_params["id"], "id")
         assert webhook_id is not None
         report = await replay(webhook_id, dry_run=flag(params.get("dry_run")), force=flag(params.get("force")))
         if report is None:
@@ -291,7 +243,7 @@ def routes(state: BridgeState) -> list[Route]:
     async def replay_bulk(request: Request) -> Response:
         params = await json_body(request)
         dry_run, force = flag(params.get("dry_run")), flag(params.get("force"))
-        limit = _int(params.get("limit"), "limit", 1000, maximum=10_000) or 1000
+        limit = whole(params.get("limit"), "limit", 1000, maximum=10_000) or 1000
         ids = params.get("ids")
         if ids is not None:
             if not isinstance(ids, list) or not all(type(i) is int and 0 <= i <= ID_MAX for i in ids):
@@ -339,7 +291,7 @@ def routes(state: BridgeState) -> list[Route]:
 
     async def purge(request: Request) -> Response:
         params = await json_body(request)
-        days = _number(params.get("older_than_days", 30), "older_than_days", minimum=1, maximum=DAYS_MAX)
+        days = number(params.get("older_than_days", 30), "older_than_days", minimum=1, maximum=DAYS_MAX)
         if days is None:
             raise ValueError("older_than_days must be at least 1 (providers retry for days; ids must stay known)")
         statuses = params.get("statuses", ["delivered"])

@@ -48,6 +48,14 @@ async def seeded(bridge: Bridge) -> int:
         ("POST", "/ops/outbox/purge", {"older_than_days": "nan"}, 400),
         ("POST", "/ops/outbox/purge", {"older_than_days": "inf"}, 400),
         ("POST", "/ops/outbox/purge", {"older_than_days": "1e400"}, 400),
+        # the status page takes the same numbers
+        ("GET", "/ops/ui/deliveries", {"cursor": HUGE}, 400),
+        ("GET", "/ops/ui/deliveries", {"cursor": "١٢"}, 400),
+        ("GET", "/ops/ui/deliveries", {"since": "nan"}, 400),
+        ("GET", "/ops/ui/webhooks", {"cursor": HUGE}, 400),
+        ("GET", "/ops/ui/webhooks", {"until": "1e400"}, 400),
+        ("GET", f"/ops/ui/webhooks/{HUGE}", {}, 404),
+        ("GET", "/ops/ui/webhooks/12345", {}, 404),
     ],
 )
 async def test_out_of_range_numbers_in_queries_and_paths_are_4xx(
@@ -76,6 +84,13 @@ async def test_out_of_range_numbers_in_json_bodies_are_400(tmp_path: Path, body:
     async with bridge_at(tmp_path) as bridge:
         await seeded(bridge)
         response = await bridge.ops("POST", "/ops/webhooks/replay", json={**body, "dry_run": True})
+        assert response.status_code == 400, response.text
+
+
+async def test_out_of_range_ids_in_the_status_page_retry_form_are_400(tmp_path: Path) -> None:
+    async with bridge_at(tmp_path) as bridge:
+        await seeded(bridge)
+        response = await bridge.ops("POST", "/ops/ui/deliveries/retry", data={"ids": [HUGE]})
         assert response.status_code == 400, response.text
 
 
