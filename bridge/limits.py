@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -78,8 +79,9 @@ def check_body(body: bytes, limits: Limits) -> None:
 def nesting_depth(brackets: bytes, *, stop_after: int) -> int:
     """How deeply `[`/`]` nest in `brackets` (nothing else in it); counting may stop once past `stop_after`.
 
-    A few passes delete the innermost pairs (one level each, at C speed); the shallower rest is walked run by
-    run. Any shape of a 1 MB body costs milliseconds.
+    A few passes delete the innermost pairs (one level each, at C speed); the depth of the shallower rest is the
+    largest running sum of its runs' lengths (openers +, closers −). The worst shape of a 1 MB body costs tens
+    of milliseconds.
     """
     if b"[" * (stop_after + 1) in brackets:
         return stop_after + 1  # a run of openers is already too deep (the usual shape of a nesting attack)
@@ -90,18 +92,15 @@ def nesting_depth(brackets: bytes, *, stop_after: int) -> int:
         shorter = brackets.replace(b"[]", b"")
         if len(shorter) == len(brackets):
             return depth  # unbalanced: not JSON, the parser says so
+        few_leaves = len(shorter) > len(brackets) - len(brackets) // 8
         brackets, depth = shorter, depth + 1
-    level = deepest = 0
-    for run in _RUNS.findall(brackets):
-        if run[0] == 0x5B:  # "["
-            level += len(run)
-            if level > deepest:
-                deepest = level
-                if depth + deepest > stop_after:
-                    break
-        else:
-            level -= len(run)
-    return depth + deepest
+        if few_leaves:
+            break  # passes that remove little cost more than walking the runs that are left
+    runs = _RUNS.findall(brackets)  # runs alternate: openers, closers, openers, ...
+    sizes = list(map(len, runs))
+    closers = 1 if runs and runs[0][:1] == b"[" else 0
+    sizes[closers::2] = [-size for size in sizes[closers::2]]
+    return depth + max(0, max(accumulate(sizes), default=0))
 
 
 def check_event_count(count: int, limits: Limits) -> None:
