@@ -76,6 +76,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2 if report.errors else 1
     settings = report.settings
     assert settings is not None
+    from bridge.mapping import load_mappings
+    from bridge.providers.coverage import unsigned_field_warnings
+
+    for warning in unsigned_field_warnings(settings.sources, load_mappings(settings.mappings_dir)):
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"ok: {settings.path}: {len(settings.sources)} source(s), {len(settings.destinations)} destination(s); "
         f"mappings in {settings.mappings_dir}"

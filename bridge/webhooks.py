@@ -19,6 +19,7 @@ from bridge import logs
 from bridge.errors import OutboxError, PayloadError, SignatureError
 from bridge.ingest import store
 from bridge.limits import check_body, check_event_count
+from bridge.providers.params import request_headers
 from bridge.state import BridgeState
 
 log = logging.getLogger("bridge.http")
@@ -131,7 +132,7 @@ async def _handle(
     state: BridgeState, source: str, scope: Scope, receive: Receive, started: float, deadlines: BodyDeadlines
 ) -> tuple[int, bytes, list[Any]]:
     provider = state.providers[source]
-    headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+    headers = request_headers(scope["headers"])  # a repeated header becomes one joined value, never one copy
     metrics = state.metrics
     settings = state.settings
     try:
