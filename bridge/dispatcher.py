@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -309,15 +310,16 @@ class Dispatcher:
             if status == 429:
                 lane.limiter.throttled(now, outcome.retry_after)
         results = []
-        for delivery in batch:
-            verdict: Literal["delivered", "retry", "dead"] = outcome.verdict.value
+        for index, delivery in enumerate(batch):
+            own = outcome.for_event(index)  # a partial success names the events that failed
+            verdict: Literal["delivered", "retry", "dead"] = own.verdict.value
             next_at: float | None = None
-            error = None if outcome.verdict is Verdict.DELIVERED else outcome.reason
-            if outcome.verdict is Verdict.RETRY:
-                next_at = self.settings.retry.next_attempt_at(delivery.attempts + 1, now, outcome.retry_after, self.rng)
+            error = None if own.verdict is Verdict.DELIVERED else own.reason
+            if own.verdict is Verdict.RETRY:
+                next_at = self.settings.retry.next_attempt_at(delivery.attempts + 1, now, own.retry_after, self.rng)
                 if next_at is None:
                     verdict = "dead"
-                    error = f"gave up after {delivery.attempts + 1} attempts; last: {outcome.reason}"
+                    error = f"gave up after {delivery.attempts + 1} attempts; last: {own.reason}"
             if verdict == "delivered":
                 stats.delivered += 1
             elif verdict == "dead":
@@ -337,7 +339,7 @@ class Dispatcher:
                     response_excerpt=excerpt,
                 )
             )
-        if outcome.verdict is not Verdict.DELIVERED:
+        if any(r.verdict != "delivered" for r in results):  # also a partial success's failed events
             log.warning(
                 "delivery attempt failed",
                 extra={
@@ -367,7 +369,7 @@ class Dispatcher:
                 outcome = destination.classify(response.status, headers, body)
                 if outcome.retry_after is None and "retry-after" in headers:
                     retry_after = parse_retry_after(headers["retry-after"], self.clock.now())
-                    outcome = Outcome(outcome.verdict, outcome.reason, retry_after)
+                    outcome = dataclasses.replace(outcome, retry_after=retry_after)
                 return outcome, response.status, response_excerpt(body)
         except TimeoutError:
             return Outcome(Verdict.RETRY, f"timed out after {destination.settings.timeout_seconds:g}s"), None, None
