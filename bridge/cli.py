@@ -54,27 +54,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.dispatcher.shutdown_grace_seconds) + 5,
         server_header=False,
         proxy_headers=args.proxy_headers,
+        limit_concurrency=settings.limit_concurrency,  # past it: 503, the provider retries
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bridge.config import unset_variables
+    """Every config problem, then every mapping problem, in one run. Exit 2 when the config has errors, 1 when
+    only mappings do."""
+    from bridge.config import check_settings
     from bridge.mapping import check_mappings
 
-    unset = unset_variables(_config_path(args), os.environ)
-    for variable in unset:
-        print(f"error: {variable}", file=sys.stderr)
-    if unset:
-        print(f"{len(unset)} environment variable(s) to set", file=sys.stderr)
-        return 2
-    settings = _settings(args)
-    errors = check_mappings(settings.mappings_dir)
-    for error in errors:
+    report = check_settings(_config_path(args), os.environ)
+    mapping_errors = check_mappings(report.mappings_dir) if report.mappings_dir else []
+    for error in [*report.errors, *mapping_errors]:
         print(error, file=sys.stderr)
-    if errors:
-        print(f"{len(errors)} error(s)", file=sys.stderr)
-        return 1
+    count = len(report.errors) + len(mapping_errors)
+    if count:
+        print(f"{count} error(s)", file=sys.stderr)
+        return 2 if report.errors else 1
+    settings = report.settings
+    assert settings is not None
     from bridge.mapping import load_mappings
     from bridge.providers.coverage import unsigned_field_warnings
 
@@ -395,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except (ConfigError, MappingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except BridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
