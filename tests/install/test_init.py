@@ -22,6 +22,7 @@ FORMATTED = {
     "GOOGLE_PLAY_SERVICE_ACCOUNT_EMAIL": "rtdn-push@example.iam.gserviceaccount.com",  # an email address
     "GA4_MEASUREMENT_ID": "G-ABC1234",  # a web stream id
     "META_CAPI_PIXEL_ID": "1234567890",  # a numeric dataset id
+    "TIKTOK_PIXEL_CODE": "C4A1B2C3D4E5F6G7H8I9",  # letters and digits
 }
 
 
