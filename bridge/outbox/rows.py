@@ -7,6 +7,7 @@ implementations select in that order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from bridge.outbox.base import (
     AttemptResult,
     Delivery,
     NewDelivery,
-    NewWebhook,
+    NewRequest,
 )
 
 VERDICTS = ("delivered", "retry", "dead")
@@ -95,9 +96,46 @@ def clean_text(value: str | None, *, strip_nul: bool = False) -> str | None:
     return value
 
 
-def check_webhook(webhook: NewWebhook) -> None:
-    if webhook.status not in WEBHOOK_STATUSES:
-        raise ValueError(f"webhook status must be one of {WEBHOOK_STATUSES}, not {webhook.status!r}")
+def _text(value: str, strip_nul: bool) -> str:
+    return clean_text(value, strip_nul=strip_nul) or ""
+
+
+def clean_delivery(delivery: NewDelivery, *, strip_nul: bool = False) -> NewDelivery:
+    """The delivery with storable key text (its keys are compared as stored)."""
+    return replace(
+        delivery,
+        destination=_text(delivery.destination, strip_nul),
+        event_name=_text(delivery.event_name, strip_nul),
+        event_id=_text(delivery.event_id, strip_nul),
+    )
+
+
+def clean_request(request: NewRequest, *, strip_nul: bool = False) -> NewRequest:
+    """The request with every text field storable (see clean_text), so keys are planned on the stored values."""
+    webhooks = [
+        replace(
+            webhook,
+            provider_event_id=_text(webhook.provider_event_id, strip_nul),
+            event_type=_text(webhook.event_type, strip_nul),
+            error=clean_text(webhook.error, strip_nul=strip_nul),
+            deliveries=[clean_delivery(d, strip_nul=strip_nul) for d in webhook.deliveries],
+        )
+        for webhook in request.webhooks
+    ]
+    return replace(
+        request,
+        source=_text(request.source, strip_nul),
+        provider=_text(request.provider, strip_nul),
+        webhooks=webhooks,
+    )
+
+
+def check_request(request: NewRequest) -> None:
+    if not request.webhooks:
+        raise ValueError("a request to store holds at least one provider event")
+    for webhook in request.webhooks:
+        if webhook.status not in WEBHOOK_STATUSES:
+            raise ValueError(f"webhook status must be one of {WEBHOOK_STATUSES}, not {webhook.status!r}")
 
 
 def check_results(results: Sequence[AttemptResult]) -> None:
@@ -171,14 +209,6 @@ def unique_rounds(results: Sequence[AttemptResult]) -> list[list[int]]:
             seen.append({result.delivery_id})
             rounds.append([index])
     return rounds
-
-
-def unique_deliveries(deliveries: Sequence[NewDelivery]) -> list[NewDelivery]:
-    """The first delivery of each (destination, event_name, event_id), in order."""
-    firsts: dict[tuple[str, str, str], NewDelivery] = {}
-    for delivery in deliveries:
-        firsts.setdefault((delivery.destination, delivery.event_name, delivery.event_id), delivery)
-    return list(firsts.values())
 
 
 def decode_json(raw: bytes | None) -> Any:
