@@ -16,6 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bridge.errors import OutboxError
+from bridge.maintenance import purge_expired
 from bridge.outbox.base import DELIVERY_STATUSES, WEBHOOK_STATUSES
 from bridge.replay import replay_webhook
 from bridge.state import BridgeState
@@ -290,15 +291,20 @@ def routes(state: BridgeState) -> list[Route]:
         return _json(vars(status), 200 if status.ok else 422)
 
     async def purge(request: Request) -> Response:
+        """The retention rule of bridge/maintenance.py, now; `older_than_days` overrides the row horizon."""
         params = await json_body(request)
-        days = number(params.get("older_than_days", 30), "older_than_days")
-        if days is None or days < 1:
-            raise ValueError("older_than_days must be at least 1 (providers retry for days; ids must stay known)")
+        days = number(params.get("older_than_days"), "older_than_days")
+        if days is not None and not 1 <= days <= 36500:
+            raise ValueError("older_than_days must be between 1 and 36500")
         statuses = params.get("statuses", ["delivered"])
         if not isinstance(statuses, list) or not set(statuses) <= {"delivered", "dead"}:
             raise ValueError('statuses is a list of "delivered" and/or "dead"')
-        deleted = await outbox().purge(state.clock.now() - days * 86400, tuple(statuses))
-        return _json({"deleted_deliveries": deleted})
+        report = await purge_expired(
+            outbox(), state.clock.now(), state.settings.retention, delivered_days=days, statuses=tuple(statuses)
+        )
+        return _json(
+            {"deleted_deliveries": report.deliveries, "deleted_webhooks": report.webhooks, "deleted_keys": report.keys}
+        )
 
     return [
         Route("/healthz", healthz),
