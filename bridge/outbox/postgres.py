@@ -34,10 +34,12 @@ from bridge.outbox.base import (
     IngestResult,
     NewDelivery,
     NewRequest,
-    NewWebhook,
     PurgeResult,
     RemapResult,
 )
+from bridge.outbox.postgres_ingest import SeenBody, Vanished, duplicates, ingest
+from bridge.outbox.postgres_purge import purge_keys, purge_rows
+from bridge.outbox.postgres_remap import fact_states, remap, remap_result
 from bridge.outbox.postgres_schema import MIGRATIONS, migrate
 
 T = TypeVar("T")
@@ -49,14 +51,6 @@ _ATTEMPTS = 4
 
 def _text(value: str | None) -> str | None:
     return r.clean_text(value, strip_nul=True)
-
-
-class _Vanished(Exception):
-    """A row we conflicted with was deleted before we could read it: run the transaction again."""
-
-
-class _SeenBody(Exception):
-    """The request's body key is stored already: roll back what the transaction claimed, it is a duplicate."""
 
 
 class PostgresOutbox:
@@ -135,7 +129,7 @@ class PostgresOutbox:
             try:
                 async with pool.acquire(timeout=self.acquire_timeout) as conn, conn.transaction():
                     return await work(conn)
-            except (*_TRANSIENT, _Vanished) as exc:
+            except (*_TRANSIENT, Vanished) as exc:
                 if attempt == _ATTEMPTS - 1:
                     raise OutboxUnavailable(f"outbox write kept conflicting, nothing was stored: {exc}") from exc
             except _DB_ERRORS as exc:
@@ -166,100 +160,9 @@ class PostgresOutbox:
         clean = r.clean_request(request, strip_nul=True)
         body = dedup.body_key(request.body)
         try:
-            return await self._write(lambda conn: self._ingest(conn, clean, body))
-        except _SeenBody:
-            return await self._write(lambda conn: self._duplicates(conn, clean, body))
-
-    async def _ingest(self, conn: Any, request: NewRequest, body: str) -> list[IngestResult]:
-        """One request in the current transaction; raises _SeenBody (rolling it back) if the body is known."""
-        webhooks = request.webhooks
-        candidates = [d for webhook in webhooks for d in webhook.deliveries]
-        webhook_ids, delivery_ids, request_id = await conn.fetchrow(q.NEXT_IDS, len(webhooks), len(candidates))
-        first: dict[str, int] = {}  # provider event id -> the id planned for its first occurrence
-        for webhook, webhook_id in zip(webhooks, webhook_ids, strict=True):
-            first.setdefault(webhook.provider_event_id, int(webhook_id))
-        body_is_new, claimed = await conn.fetchrow(
-            q.CLAIM_WEBHOOK_KEYS,
-            request.source,
-            body,
-            first[webhooks[0].provider_event_id],
-            list(first),
-            list(first.values()),
-            request.received_at,
-        )
-        if not body_is_new:
-            raise _SeenBody
-        new = set(claimed)
-        known: dict[str, int] = {}
-        if len(new) < len(first):
-            others = [key for key in first if key not in new]
-            rows = await conn.fetch(q.FIND_WEBHOOK_KEYS, request.source, dedup.EVENT, others)
-            known = {row[0]: int(row[1]) for row in rows}
-            if len(known) + len(new) < len(first):
-                raise _Vanished(f"webhook keys of {request.source}")
-        if webhooks[0].provider_event_id not in new:
-            await conn.execute(q.SET_BODY_KEY, request.source, body, known[webhooks[0].provider_event_id])
-        fresh_at = {
-            index
-            for index, (webhook, webhook_id) in enumerate(zip(webhooks, webhook_ids, strict=True))
-            if webhook.provider_event_id in new and first[webhook.provider_event_id] == webhook_id
-        }
-        fresh = [(webhooks[index], int(webhook_ids[index])) for index in sorted(fresh_at)]
-        if fresh:
-            await conn.execute(
-                q.INSERT_REQUEST,
-                request_id,
-                request.source,
-                request.received_at,
-                request.headers,
-                request.body,
-                request.provider,
-                [webhook_id for _, webhook_id in fresh],
-                [w.provider_event_id for w, _ in fresh],
-                [w.event_type for w, _ in fresh],
-                [w.status for w, _ in fresh],
-                [w.error for w, _ in fresh],
-                [w.events for w, _ in fresh],
-            )
-        created = await self._insert_deliveries(conn, request, fresh, delivery_ids)
-        results = []
-        for index, (webhook, webhook_id) in enumerate(zip(webhooks, webhook_ids, strict=True)):
-            if index in fresh_at:
-                results.append(IngestResult(int(webhook_id), False, created.get(int(webhook_id), 0)))
-            else:
-                existing = known.get(webhook.provider_event_id, first[webhook.provider_event_id])
-                results.append(IngestResult(existing, True, 0))
-        return results
-
-    @staticmethod
-    async def _insert_deliveries(
-        conn: Any, request: NewRequest, fresh: list[tuple[NewWebhook, int]], ids: Sequence[int]
-    ) -> dict[int, int]:
-        """The deliveries of the new webhooks whose facts are new for the source; {webhook id: created}."""
-        planned: dict[dedup.Fact, tuple[int, int, NewDelivery]] = {}
-        spare = iter(ids)
-        for webhook, webhook_id in fresh:
-            for delivery in webhook.deliveries:
-                if dedup.fact(delivery) not in planned:
-                    planned[dedup.fact(delivery)] = (int(next(spare)), webhook_id, delivery)
-        if not planned:
-            return {}
-        rows = list(planned.values())
-        inserted = await conn.fetch(q.INSERT_DELIVERIES, request.source, request.received_at, *_delivery_arrays(rows))
-        created: dict[int, int] = {}
-        for row in inserted:
-            created[int(row[0])] = created.get(int(row[0]), 0) + 1
-        return created
-
-    @staticmethod
-    async def _duplicates(conn: Any, request: NewRequest, body: str) -> list[IngestResult]:
-        """A request whose body is stored: each event answers with its stored webhook (or the body's)."""
-        ids = list(dict.fromkeys(w.provider_event_id for w in request.webhooks))
-        events = {row[0]: int(row[1]) for row in await conn.fetch(q.FIND_WEBHOOK_KEYS, request.source, "event", ids)}
-        [found] = await conn.fetch(q.FIND_WEBHOOK_KEYS, request.source, dedup.BODY, [body]) or [None]
-        if found is None:
-            raise _Vanished(f"body key of {request.source}")
-        return [IngestResult(events.get(w.provider_event_id, int(found[1])), True, 0) for w in request.webhooks]
+            return await self._write(lambda conn: ingest(conn, clean, body))
+        except SeenBody:
+            return await self._write(lambda conn: duplicates(conn, clean, body))
 
     async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
         if limit <= 0:
@@ -459,130 +362,16 @@ class PostgresOutbox:
                 source = await conn.fetchval(q.WEBHOOK_SOURCE, webhook_id)
                 if source is None:
                     raise OutboxError(f"webhook {webhook_id} does not exist")
-                states = await self._fact_states(conn, source, clean)
-            return _remap_result(clean, {k: state for k, (_, state) in states.items()}, force=force)
-
-        async def work(conn: Any) -> RemapResult:
-            source = await conn.fetchval(q.REMAP_WEBHOOK, status, _text(error), events, webhook_id)
-            if source is None:
-                raise OutboxError(f"webhook {webhook_id} does not exist")  # rolls the transaction back
-            unique = dedup.unique_facts(clean)
-            ids = await conn.fetchval(q.NEXT_DELIVERY_IDS, len(unique))
-            planned = [(int(i), webhook_id, d) for i, d in zip(ids, unique, strict=True)]
-            inserted = await conn.fetch(q.INSERT_DELIVERIES, source, now, *_delivery_arrays(planned)) if planned else []
-            created = {(row[1], row[2], row[3]) for row in inserted}
-            stored = await self._fact_states(conn, source, [d for d in unique if dedup.fact(d) not in created])
-            locked = {}
-            if stored:
-                rows = await conn.fetch(q.LOCK_DELIVERIES, [delivery_id for delivery_id, _ in stored.values()])
-                locked = {int(row[0]): str(row[1]) for row in rows}
-            states: dict[dedup.Fact, dedup.KeyState] = {key: None for key in created}
-            for d in unique:
-                key = dedup.fact(d)
-                if key not in created:
-                    delivery_id, _ = stored.get(key, (0, "purged"))
-                    states[key] = locked.get(delivery_id, "purged")
-            result = _remap_result(clean, states, force=force)
-            resets = [
-                (stored[dedup.fact(d)][0], d.payload)
-                for d, action in zip(clean, result.actions, strict=True)
-                if action == "reset"
-            ]
-            if resets:
-                await conn.execute(q.RESET_DELIVERIES, [i for i, _ in resets], [p for _, p in resets], now)
-            return result
-
-        return await self._write(work)
-
-    @staticmethod
-    async def _fact_states(
-        conn: Any, source: str, deliveries: Sequence[NewDelivery]
-    ) -> dict[dedup.Fact, tuple[int, dedup.KeyState]]:
-        """{fact: (delivery id, key state)} for the facts of `deliveries` whose key is stored."""
-        if not deliveries:
-            return {}
-        rows = await conn.fetch(
-            q.FIND_DELIVERY_KEYS,
-            source,
-            [d.destination for d in deliveries],
-            [d.event_name for d in deliveries],
-            [d.event_id for d in deliveries],
+                states = await fact_states(conn, source, clean)
+            return remap_result(clean, {k: state for k, (_, state) in states.items()}, force=force)
+        return await self._write(
+            lambda conn: remap(conn, webhook_id, status, error, events, clean, now=now, force=force)
         )
-        return {(row[0], row[1], row[2]): (int(row[3]), dedup.key_state(row[3], row[4])) for row in rows}
 
     async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> PurgeResult:
         """See Outbox.purge."""
-        chosen = list(r.check_purge_statuses(statuses))
-
-        after_id = 0
-
-        async def deliveries_chunk(conn: Any) -> tuple[int, int]:
-            ids = [int(row[0]) for row in await conn.fetch(q.PURGEABLE, chosen, before, r.BULK_CHUNK, after_id)]
-            if ids:
-                await conn.execute(q.PURGE_ATTEMPTS, ids)
-                await conn.execute(q.PURGE_DELIVERIES, ids)
-            return len(ids), max(ids, default=after_id)
-
-        async def webhooks_chunk(conn: Any) -> int:
-            deleted = await conn.fetch(q.PURGE_WEBHOOKS, before, r.BULK_CHUNK)
-            requests = list({int(row[0]) for row in deleted})
-            if requests:
-                await conn.execute(q.PURGE_REQUESTS, requests)
-            return len(deleted)
-
-        deleted = 0
-        while chosen:
-            n, after_id = await self._write(deliveries_chunk)
-            deleted += n
-            if n < r.BULK_CHUNK:
-                break
-        webhooks = 0
-        while True:
-            n = await self._write(webhooks_chunk)
-            webhooks += n
-            if n < r.BULK_CHUNK:
-                break
-        return PurgeResult(deleted, webhooks)
+        return await purge_rows(self._write, before, r.check_purge_statuses(statuses))
 
     async def purge_keys(self, before: float) -> int:
         """See Outbox.purge_keys."""
-        deleted = 0
-        for examine, delete, width in (
-            (q.OLD_WEBHOOK_KEYS, q.DELETE_WEBHOOK_KEYS, 3),
-            (q.OLD_DELIVERY_KEYS, q.DELETE_DELIVERY_KEYS, 4),
-        ):
-            cursor: tuple[Any, ...] = (float("-inf"), *[""] * width)
-
-            async def chunk(conn: Any) -> tuple[int, int, tuple[Any, ...]]:
-                rows = await conn.fetch(examine, before, *cursor, r.BULK_CHUNK)  # noqa: B023 (awaited at once)
-                gone = [tuple(row[1:-1]) for row in rows if not row[-1]]
-                if gone:
-                    await conn.execute(delete, *[list(column) for column in zip(*gone, strict=True)])  # noqa: B023
-                return len(rows), len(gone), (tuple(rows[-1][:-1]) if rows else cursor)  # noqa: B023
-
-            while True:
-                examined, gone, cursor = await self._write(chunk)
-                deleted += gone
-                if examined < r.BULK_CHUNK:
-                    break
-        return deleted
-
-
-def _delivery_arrays(planned: Sequence[tuple[int, int, NewDelivery]]) -> list[list[Any]]:
-    """INSERT_DELIVERIES' arrays ($3..$8) for (delivery id, webhook id, delivery) rows."""
-    return [
-        [delivery_id for delivery_id, _, _ in planned],
-        [webhook_id for _, webhook_id, _ in planned],
-        [d.destination for _, _, d in planned],
-        [d.event_name for _, _, d in planned],
-        [d.event_id for _, _, d in planned],
-        [d.payload for _, _, d in planned],
-    ]
-
-
-def _remap_result(
-    deliveries: Sequence[NewDelivery], states: dict[dedup.Fact, dedup.KeyState], *, force: bool
-) -> RemapResult:
-    actions = dedup.remap_actions(deliveries, states, force=force)
-    counts = dedup.count_actions(actions)
-    return RemapResult(actions, counts["created"], counts["skipped"], counts["reset"])
+        return await purge_keys(self._write, before)

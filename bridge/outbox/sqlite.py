@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import hashlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -27,7 +25,7 @@ from urllib.parse import quote
 
 import aiosqlite
 
-from bridge.errors import OutboxError, OutboxLocked, OutboxUnavailable
+from bridge.errors import OutboxError, OutboxUnavailable
 from bridge.outbox import dedup
 from bridge.outbox import rows as r
 from bridge.outbox import sqlite_queries as q
@@ -40,19 +38,17 @@ from bridge.outbox.base import (
     PurgeResult,
     RemapResult,
 )
-from bridge.outbox.sqlite_connection import WriteConnection, chunks
+from bridge.outbox.sqlite_connection import WriteConnection, chunks, take_process_lock
 from bridge.outbox.sqlite_ops import fact_keys, fact_states
-from bridge.outbox.sqlite_schema import MIGRATIONS, READER_PRAGMAS, WRITER_PRAGMAS, apply_pragmas, migrate
+from bridge.outbox.sqlite_schema import (
+    MIGRATIONS,
+    READER_PRAGMAS,
+    WRITER_PRAGMAS,
+    apply_pragmas,
+    migrate,
+    register_functions,
+)
 from bridge.outbox.sqlite_writer import BatchWriter, log
-
-
-def _sha256_hex(value: bytes | None) -> str | None:
-    return None if value is None else hashlib.sha256(value).hexdigest()
-
-
-def _register_functions(conn: sqlite3.Connection) -> None:
-    """SQL functions the migrations use (see sqlite_schema)."""
-    conn.create_function("bridge_sha256", 1, _sha256_hex, deterministic=True)
 
 
 class SqliteOutbox:
@@ -108,7 +104,7 @@ class SqliteOutbox:
             # sqlite_schema's helpers only call `execute_fetchall`, which WriteConnection provides (in its thread):
             # the pragmas are set and checked, and migrations run, on the very connection the writer will use
             schema_conn = cast(aiosqlite.Connection, self._write)
-            await self._write.run(_register_functions, self._write.conn)
+            await self._write.run(register_functions, self._write.conn)
             await apply_pragmas(schema_conn, self._pragmas(), writer=True)
             await migrate(schema_conn, self._migrations)
             recovered = list(await self._write.execute_fetchall(q.RESET_IN_FLIGHT))
@@ -161,22 +157,7 @@ class SqliteOutbox:
             self._lock_fd = None
 
     def _take_lock(self) -> None:
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutboxError(f"cannot create the outbox lock file {str(self.lock_path)!r}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise OutboxLocked(
-                f"the SQLite outbox {str(self.path)!r} is in use by another process (pid {holder}, lock file "
-                f"{str(self.lock_path)!r}); SQLite supports one bridge process, use PostgreSQL for several"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._lock_fd = take_process_lock(self.path, self.lock_path)
 
     # -- plumbing ------------------------------------------------------------------------------------------
 

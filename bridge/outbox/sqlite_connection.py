@@ -4,17 +4,42 @@ that run (multi-row) statements on it from inside that thread."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bridge.errors import OutboxError, OutboxLocked
+
 T = TypeVar("T")
 
 #: name prefix of the writer thread (shows in py-spy, faulthandler dumps, `threading.enumerate()`)
 THREAD_NAME = "bridge-outbox-writer"
+
+
+def take_process_lock(path: Path, lock_path: Path) -> int:
+    """An exclusive, non-blocking flock on `lock_path` holding our pid; its descriptor (closing it releases the
+    lock). OutboxLocked, naming the holder's pid, if another process has it: one process per SQLite file."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutboxError(f"cannot create the outbox lock file {str(lock_path)!r}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise OutboxLocked(
+            f"the SQLite outbox {str(path)!r} is in use by another process (pid {holder}, lock file "
+            f"{str(lock_path)!r}); SQLite supports one bridge process, use PostgreSQL for several"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:

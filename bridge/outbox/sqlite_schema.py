@@ -12,6 +12,7 @@ SQL function `bridge_sha256(blob)` (lower-case hex), so a migration can derive b
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -213,6 +214,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "requests stored once; dedup keys in their own tables, delivery keys per source", _MIGRATION_2, True),
 )
+
+
+def _sha256_hex(value: bytes | None) -> str | None:
+    return None if value is None else hashlib.sha256(value).hexdigest()
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions migrations may use: `bridge_sha256(blob)` (lower-case hex, as dedup.body_key)."""
+    conn.create_function("bridge_sha256", 1, _sha256_hex, deterministic=True)
 
 
 async def _one(conn: aiosqlite.Connection, sql: str) -> Any:
