@@ -129,7 +129,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE webhooks ALTER COLUMN request_id SET NOT NULL",
             "ALTER TABLE webhooks DROP CONSTRAINT webhooks_source_event, DROP COLUMN headers, DROP COLUMN body",
             "CREATE INDEX webhooks_request ON webhooks (request_id)",
-            "CREATE INDEX webhooks_source ON webhooks (source, id)",
             "ALTER TABLE deliveries DROP CONSTRAINT deliveries_fact",
         ),
     ),

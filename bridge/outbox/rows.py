@@ -87,10 +87,11 @@ def clean_text(value: str | None, *, strip_nul: bool = False) -> str | None:
     """Make a string storable: lone surrogates become U+FFFD (and NUL too where the store refuses it)."""
     if value is None:
         return None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
     if strip_nul and "\x00" in value:
         value = value.replace("\x00", "\ufffd")
     return value
@@ -110,8 +111,20 @@ def clean_delivery(delivery: NewDelivery, *, strip_nul: bool = False) -> NewDeli
     )
 
 
+def _storable(value: str | None, strip_nul: bool) -> bool:
+    return value is None or clean_text(value, strip_nul=strip_nul) is value
+
+
 def clean_request(request: NewRequest, *, strip_nul: bool = False) -> NewRequest:
-    """The request with every text field storable (see clean_text), so keys are planned on the stored values."""
+    """The request with every text field storable (see clean_text), so keys are planned on the stored values.
+    The request itself when nothing needs cleaning (the usual case: no copying on the hot path)."""
+    texts: list[str | None] = [request.source, request.provider]
+    for webhook in request.webhooks:
+        texts += (webhook.provider_event_id, webhook.event_type, webhook.error)
+        for d in webhook.deliveries:
+            texts += (d.destination, d.event_name, d.event_id)
+    if all(_storable(text, strip_nul) for text in texts):
+        return request
     webhooks = [
         replace(
             webhook,

@@ -35,7 +35,7 @@ def ingest(st: Statements, batch: list[tuple[NewRequest, str]]) -> list[list[Ing
     candidates = list(dict.fromkeys(dedup.delivery_candidates(requests, plan)))
     stored: set[dedup.DeliveryKey] = {
         (row[0], row[1], row[2], row[3])
-        for row in st.many(q.find_delivery_keys, candidates, q.DELIVERY_KEY_LOOKUP_PARAMS)
+        for row in st.many(q.known_delivery_keys, candidates, q.DELIVERY_KEY_LOOKUP_PARAMS)
     }
     deliveries, delivery_keys = dedup.plan_deliveries(requests, plan, stored, dedup.Ids(last.get("deliveries", 0)))
 

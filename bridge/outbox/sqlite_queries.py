@@ -51,6 +51,16 @@ def find_webhook_keys(rows: int) -> str:
     )
 
 
+def known_delivery_keys(rows: int) -> str:
+    """Params per row: source, destination, event_name, event_id. Returns those that are stored (ingest's check)."""
+    return (
+        f"WITH k (source, destination, event_name, event_id) AS (VALUES {values(rows, DELIVERY_KEY_LOOKUP_PARAMS)}) "
+        "SELECT dk.source, dk.destination, dk.event_name, dk.event_id FROM k "
+        "JOIN delivery_keys AS dk ON dk.source = k.source AND dk.destination = k.destination "
+        "AND dk.event_name = k.event_name AND dk.event_id = k.event_id"
+    )
+
+
 def find_delivery_keys(rows: int) -> str:
     """Params per row: source, destination, event_name, event_id. Returns the stored ones with the delivery they
     name and its status (NULL once the delivery was purged)."""

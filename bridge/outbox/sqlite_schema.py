@@ -140,7 +140,6 @@ _MIGRATION_2 = (
     "CREATE INDEX webhooks_status ON webhooks (status)",
     "CREATE INDEX webhooks_received_at ON webhooks (received_at)",
     "CREATE INDEX webhooks_request ON webhooks (request_id)",
-    "CREATE INDEX webhooks_source ON webhooks (source, id)",
     "CREATE INDEX deliveries_due ON deliveries (destination, status, next_attempt_at)",
     "CREATE INDEX deliveries_lease ON deliveries (destination, lease_until) WHERE status = 'in_flight'",
     "CREATE INDEX deliveries_webhook ON deliveries (webhook_id)",

@@ -346,6 +346,7 @@ FULL_SCAN = re.compile(r"^SCAN (deliveries|webhooks|webhook_keys|delivery_keys)\
         ("complete", q.complete(2), [1] * 14, "PRIMARY KEY"),
         ("find_webhook_keys", q.find_webhook_keys(2), [1] * 6, "PRIMARY KEY"),
         ("find_delivery_keys", q.find_delivery_keys(2), [1] * 8, "PRIMARY KEY"),
+        ("known_delivery_keys", q.known_delivery_keys(2), [1] * 8, "PRIMARY KEY"),
         ("old_webhook_keys", q.OLD_WEBHOOK_KEYS, [1, 0, "", "", "", 5], "webhook_keys_seen_at"),
         ("old_delivery_keys", q.OLD_DELIVERY_KEYS, [1, 0, "", "", "", "", 5], "delivery_keys_seen_at"),
         ("purge_webhooks", q.PURGE_WEBHOOKS, [1, 1], "webhooks_received_at"),
