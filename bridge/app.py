@@ -62,6 +62,8 @@ def create_app(
         destinations=build_destinations(settings),
         mappings=mappings,
     )
+    for destination in state.destinations.values():
+        destination.clock = state.clock  # age limits and send times read the app's clock
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -87,6 +89,7 @@ def create_app(
         http = session or new_session()
         if dispatch:
             state.dispatcher = Dispatcher(state.outbox, state.destinations, http, state.clock, settings.dispatcher)
+            state.dispatcher.on_request = state.metrics.request
             await state.dispatcher.start()
         log.info(
             "bridge started", extra={"sources": sorted(state.providers), "destinations": sorted(state.destinations)}

@@ -33,8 +33,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bridge.app import create_app
     from bridge.mapping import load_mappings
 
-    logs.configure(args.log_level)
     settings = _settings(args)
+    level = args.log_level or settings.log_level or "INFO"
+    logs.configure(level, "text" if settings.log_format == "text" else "json", logs.secret_values(settings))
     mappings = load_mappings(settings.mappings_dir)
     app = create_app(settings, mappings=mappings)
     # Everything loaded so far lives for the whole process: keep it out of the collector's scans, and collect
@@ -58,8 +59,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from bridge.config import unset_variables
     from bridge.mapping import check_mappings
 
+    unset = unset_variables(_config_path(args), os.environ)
+    for variable in unset:
+        print(f"error: {variable}", file=sys.stderr)
+    if unset:
+        print(f"{len(unset)} environment variable(s) to set", file=sys.stderr)
+        return 2
     settings = _settings(args)
     errors = check_mappings(settings.mappings_dir)
     for error in errors:
@@ -67,6 +75,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     if errors:
         print(f"{len(errors)} error(s)", file=sys.stderr)
         return 1
+    from bridge.mapping import load_mappings
+    from bridge.providers.coverage import unsigned_field_warnings
+
+    for warning in unsigned_field_warnings(settings.sources, load_mappings(settings.mappings_dir)):
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"ok: {settings.path}: {len(settings.sources)} source(s), {len(settings.destinations)} destination(s); "
         f"mappings in {settings.mappings_dir}"
@@ -155,11 +168,85 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bridge.init import write_starter
+
+    path = Path(args.output)
+    made = write_starter(path, args.source or [], args.destination or [], force=args.force)
+    print(f"wrote {path} and {path.parent / 'mappings'}/ ({', '.join(made.mappings) or 'no sources'})")
+    print("set these environment variables, then run `bridge check --config " + str(path) + "`:")
+    for variable in made.variables:
+        print(f"  {variable}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
-    code: int = run_demo(verbose=args.verbose)
+    code: int = run_demo(verbose=args.verbose, everything=args.all)
     return code
+
+
+#: where a real account check exists: GA4's validation server, Meta's test events
+_VALIDATING = {"ga4": "debug", "meta_capi": "test_event_code"}
+
+
+def cmd_validate_destination(args: argparse.Namespace) -> int:
+    """Send one preview purchase (happening now, a test customer) to a GA4 or Meta destination in validation
+    mode — GA4 to /debug/mp/collect (validated, not recorded), Meta with a test_event_code (shown under Test
+    events; Meta still counts them) — and print the request and what the platform answered."""
+    import dataclasses
+    import time
+
+    import httpx
+
+    from bridge.destinations import destination_class
+    from bridge.destinations.base import Verdict
+    from bridge.events import format_time
+    from bridge.preview import mask_url
+
+    settings = _settings(args)
+    if args.name not in settings.destinations:
+        print(f"error: no destination {args.name!r} in {settings.path}", file=sys.stderr)
+        return 2
+    entry = settings.destinations[args.name]
+    mode = _VALIDATING.get(entry.type)
+    if mode is None:
+        print(f"error: {entry.type} has no validation endpoint (only {', '.join(_VALIDATING)})", file=sys.stderr)
+        return 2
+    extra: dict[str, Any] = {"debug": True} if mode == "debug" else {}
+    if mode == "test_event_code":
+        code = args.test_event_code or entry.options.get("test_event_code")
+        if not code:
+            print("error: Meta needs --test-event-code (Events Manager → Test events)", file=sys.stderr)
+            return 2
+        extra = {"test_event_code": code}
+    checked = dataclasses.replace(entry, options={**entry.options, **extra}, events=("*",))
+    destination = destination_class(entry.type)(checked)
+    now = time.time()
+    event = {
+        "name": "purchase",
+        "id": f"bridge-validate-{int(now)}",
+        "occurred_at": format_time(int(now)),
+        "customer": {"id": "bridge-validate", "email": "validate@example.com", "address": {"country_code": "US"}},
+        "order": {"id": f"bridge-validate-{int(now)}", "total": "1.00", "currency": "USD"},
+        "context": {"ip": "192.0.2.1"},
+    }
+    request = destination.render([event])
+    print(f"{request.method} {mask_url(request.url)}")
+    print(request.body.decode())
+    try:
+        with httpx.Client(timeout=entry.timeout_seconds) as client:
+            answer = client.request(request.method, request.url, headers=request.headers, content=request.body)
+    except httpx.HTTPError as exc:
+        print(f"cannot reach {mask_url(request.url)}: {exc}", file=sys.stderr)
+        return 1
+    outcome = destination.classify(answer.status_code, dict(answer.headers), answer.content)
+    print(f"\n→ HTTP {answer.status_code}: {answer.text[:4000]}")
+    print(f"{'ok' if outcome.verdict is Verdict.DELIVERED else 'NOT OK'}: {outcome.reason}")
+    return 0 if outcome.verdict is Verdict.DELIVERED else 1
 
 
 def _ops_client(args: argparse.Namespace) -> tuple[Any, str]:
@@ -230,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = with_config(sub.add_parser("serve", help="run ingest and the dispatcher"))
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL", "INFO"))
+    serve.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL"), help="default: log.level or INFO")
     serve.add_argument(
         "--proxy-headers", action="store_true", help="trust X-Forwarded-For/Proto (only behind your own proxy)"
     )
@@ -269,9 +356,24 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--token", help="ops token (default: $BRIDGE_OPS_TOKEN or the config)")
     replay.set_defaults(func=cmd_replay)
 
+    init = sub.add_parser("init", help="write a commented starter bridge.yaml (and the sources' mappings)")
+    init.add_argument("--source", action="append", metavar="PROVIDER", help="a provider type (repeat)")
+    init.add_argument("--destination", action="append", metavar="TYPE", help="a destination type (repeat)")
+    init.add_argument("--output", default="bridge.yaml", help="where to write it (default ./bridge.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=cmd_init)
+
     demo = sub.add_parser("demo", help="run the whole flow locally against built-in sinks and exit")
     demo.add_argument("--verbose", action="store_true", help="print the bridge's log lines too")
+    demo.add_argument("--all", action="store_true", help="also GA4, Meta, Segment, PostHog, Mixpanel, Amplitude")
     demo.set_defaults(func=cmd_demo)
+
+    validate = with_config(
+        sub.add_parser("validate-destination", help="send one test purchase to GA4's validation server or Meta")
+    )
+    validate.add_argument("name", help="a ga4 or meta_capi destination from the config")
+    validate.add_argument("--test-event-code", help="Meta: the code from Events Manager → Test events")
+    validate.set_defaults(func=cmd_validate_destination)
 
     outbox = with_config(sub.add_parser("outbox", help="look at and retry deliveries (through the ops API)"))
     outbox.add_argument("--url", help="bridge base URL (default: from the config's server section)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -21,13 +22,14 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import aiohttp
 import orjson
 
+from bridge import logs
 from bridge.clock import Clock
 from bridge.config import DispatcherSettings
 from bridge.destinations.base import (
@@ -109,6 +111,8 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
         self._claims = 0
+        #: called with (destination, seconds) after each destination request (the app points it at its metrics)
+        self.on_request: Callable[[str, float], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -216,6 +220,7 @@ class Dispatcher:
         return batch
 
     async def _worker(self, lane: Lane) -> None:
+        logs.bind(destination=lane.destination.name)  # every line from this lane (and its sends) names it
         while not self._stopping:
             if not lane.queue:
                 await lane.ready.wait()
@@ -255,7 +260,11 @@ class Dispatcher:
         try:
             applied = await self.outbox.complete(results)
         except OutboxError as exc:
-            log.error("recording %d attempts for %s failed: %s", len(results), lane.destination.name, exc)
+            log.error(
+                "recording attempts failed: %s",
+                exc,
+                extra={"destination": lane.destination.name, "delivery_ids": [r.delivery_id for r in results]},
+            )
             return
         lane.stats.lost_leases += applied.count(False)
 
@@ -291,6 +300,8 @@ class Dispatcher:
         stats.requests += 1
         if latency is not None:
             stats.latency_ms_total += latency
+            if self.on_request is not None:
+                self.on_request(destination.name, latency / 1000)
         if outcome.verdict is Verdict.DELIVERED:
             lane.limiter.succeeded()
             stats.last_success_at = now
@@ -299,15 +310,16 @@ class Dispatcher:
             if status == 429:
                 lane.limiter.throttled(now, outcome.retry_after)
         results = []
-        for delivery in batch:
-            verdict: Literal["delivered", "retry", "dead"] = outcome.verdict.value
+        for index, delivery in enumerate(batch):
+            own = outcome.for_event(index)  # a partial success names the events that failed
+            verdict: Literal["delivered", "retry", "dead"] = own.verdict.value
             next_at: float | None = None
-            error = None if outcome.verdict is Verdict.DELIVERED else outcome.reason
-            if outcome.verdict is Verdict.RETRY:
-                next_at = self.settings.retry.next_attempt_at(delivery.attempts + 1, now, outcome.retry_after, self.rng)
+            error = None if own.verdict is Verdict.DELIVERED else own.reason
+            if own.verdict is Verdict.RETRY:
+                next_at = self.settings.retry.next_attempt_at(delivery.attempts + 1, now, own.retry_after, self.rng)
                 if next_at is None:
                     verdict = "dead"
-                    error = f"gave up after {delivery.attempts + 1} attempts; last: {outcome.reason}"
+                    error = f"gave up after {delivery.attempts + 1} attempts; last: {own.reason}"
             if verdict == "delivered":
                 stats.delivered += 1
             elif verdict == "dead":
@@ -327,6 +339,18 @@ class Dispatcher:
                     response_excerpt=excerpt,
                 )
             )
+        if any(r.verdict != "delivered" for r in results):  # also a partial success's failed events
+            log.warning(
+                "delivery attempt failed",
+                extra={
+                    "destination": destination.name,
+                    "delivery_ids": [d.id for d in batch],
+                    "webhook_ids": sorted({d.webhook_id for d in batch}),
+                    "verdicts": sorted({r.verdict for r in results}),
+                    "status_code": status,
+                    "reason": outcome.reason,
+                },
+            )
         return results
 
     async def _http(self, destination: Destination, request: HttpRequest) -> tuple[Outcome, int | None, str | None]:
@@ -345,7 +369,7 @@ class Dispatcher:
                 outcome = destination.classify(response.status, headers, body)
                 if outcome.retry_after is None and "retry-after" in headers:
                     retry_after = parse_retry_after(headers["retry-after"], self.clock.now())
-                    outcome = Outcome(outcome.verdict, outcome.reason, retry_after)
+                    outcome = dataclasses.replace(outcome, retry_after=retry_after)
                 return outcome, response.status, response_excerpt(body)
         except TimeoutError:
             return Outcome(Verdict.RETRY, f"timed out after {destination.settings.timeout_seconds:g}s"), None, None

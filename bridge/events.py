@@ -6,7 +6,11 @@ A canonical event is a plain JSON-ready dict (so it is stored, diffed and sent w
      "source": {...}, "customer": {...}, "order": {...}, "subscription": {...},
      "consent": {...}, "context": {...}, "properties": {...}}
 
-Money is a decimal string ("54.98"), never a float; times are RFC 3339 UTC strings. `FIELDS` lists every
+Money is a decimal string ("54.98"), never a float; times are RFC 3339 UTC strings. Consent flags are booleans:
+true = granted, false = denied, absent = unknown (`consent.ad_user_data` and `consent.ad_personalization` are
+Google's consent-mode signals and gate ad platforms; `consent.marketing` is the opt-in to marketing messages). Raw
+personal data (customer.*, context.ip, context.user_agent, the click and browser ids) is carried as given;
+each destination normalises and hashes it by its own rules (bridge.privacy) when it renders. `FIELDS` lists every
 known field with its kind; mapping files are checked against it when they load and every produced event is
 normalised by `normalize` before it is stored.
 """
@@ -59,6 +63,7 @@ FIELDS: dict[str, str] = {
     "source.webhook_id": "string",
     "source.webhook_type": "string",
     "customer.id": "string",
+    "customer.external_id": "string",
     "customer.email": "string",
     "customer.phone": "string",
     "customer.first_name": "string",
@@ -93,6 +98,8 @@ FIELDS: dict[str, str] = {
     "subscription.cancel_reason": "string",
     "consent.analytics": "bool",
     "consent.marketing": "bool",
+    "consent.ad_user_data": "bool",
+    "consent.ad_personalization": "bool",
     **{
         f"context.{f}": "string"
         for f in (
@@ -106,6 +113,11 @@ FIELDS: dict[str, str] = {
             "gclid",
             "fbclid",
             "msclkid",
+            "ttclid",
+            "client_id",
+            "fbp",
+            "fbc",
+            "ttp",
             "utm_source",
             "utm_medium",
             "utm_campaign",

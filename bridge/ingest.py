@@ -48,13 +48,13 @@ def map_event(mapping: Any, event: InboundEvent, headers: Mapping[str, str], sou
 
 
 def route(events: Sequence[Mapping[str, Any]], destinations: Mapping[str, Destination]) -> list[NewDelivery]:
-    """One delivery per (event, destination that routes the event's name)."""
+    """One delivery per (event, destination that routes the event's name and accepts the event)."""
     deliveries = []
     for event in events:
         name = event["name"]
         payload: bytes | None = None
         for dest_name, destination in destinations.items():
-            if destination.routes(name):
+            if destination.routes(name) and destination.accepts(event):
                 payload = payload or orjson.dumps(event)
                 deliveries.append(NewDelivery(dest_name, name, str(event["id"]), payload))
     return deliveries

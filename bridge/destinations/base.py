@@ -7,7 +7,11 @@ A destination never sends, sleeps, retries or stores. The dispatcher:
   1. routes an event to it at ingest when `destination.routes(event_name)` is true;
   2. later calls `render(events)` with 1..max_batch canonical events (dicts, see bridge.events) and sends the
      returned HttpRequest over its shared aiohttp session;
-  3. calls `classify(status, headers, body)` on the answer to decide delivered / retry / dead.
+  3. calls `classify(status, headers, body)` on the answer to decide delivered / retry / dead; an Outcome may
+     name per-event exceptions (`per_event`) when the API reports a partial success for a batch.
+`accepts(event)` may refuse single events at routing time (e.g. consent required and not given): no delivery
+is created for them. `clock` is the app's clock (set by create_app), for destinations whose rendering depends
+on the time (age limits, send timestamps).
 RenderError from `render` is permanent: the delivery goes to `dead` with that message; BatchTooLarge (a
 RenderError) instead makes the dispatcher send the events that fit and keep the rest for the next request.
 """
@@ -21,6 +25,7 @@ from enum import Enum
 from typing import Any, ClassVar, Literal
 
 from bridge import __version__
+from bridge.clock import Clock, SystemClock
 from bridge.errors import RenderError
 
 USER_AGENT = f"bridge/{__version__} (+self-hosted webhook bridge)"
@@ -50,6 +55,14 @@ class Outcome:
     reason: str
     #: seconds the destination asked us to wait (from Retry-After), if any
     retry_after: float | None = None
+    #: index in the rendered batch → that event's own outcome, where the API reported a partial success
+    per_event: Mapping[int, Outcome] | None = None
+
+    def for_event(self, index: int) -> Outcome:
+        """The outcome of the batch's `index`-th event."""
+        if self.per_event and index in self.per_event:
+            return self.per_event[index]
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +137,7 @@ class Destination(ABC):
         self.name = settings.name
         self.names: dict[str, str] = {**self.event_names, **settings.event_names}
         self.rate_limits = settings.rate_limits if settings.rate_limits is not None else self.default_rate_limits
+        self.clock: Clock = SystemClock()
 
     def destination_event_name(self, canonical_name: str) -> str | None:
         """The name this destination uses for a canonical event, or None if it does not take it."""
@@ -138,6 +152,10 @@ class Destination(ABC):
         if "*" not in wanted and canonical_name not in wanted:
             return False
         return self.destination_event_name(canonical_name) is not None
+
+    def accepts(self, event: Mapping[str, Any]) -> bool:
+        """Whether this event (already routed by name) is delivered here at all. Default: yes."""
+        return True
 
     @abstractmethod
     def render(self, events: Sequence[Mapping[str, Any]]) -> HttpRequest:
