@@ -14,6 +14,9 @@ from bridge.outbox.sqlite_schema import Migration
 
 #: pg_advisory_xact_lock key for migrations (any constant; "bridge01" as an int64)
 MIGRATION_LOCK_KEY = 0x6272696467653031
+#: client-side limit (seconds) for one migration statement: copying a large table takes its time, while the pool's
+#: command timeout is sized for ingest
+MIGRATION_STATEMENT_TIMEOUT = 24 * 3600.0
 
 _STATUS_CHECK = "CHECK (status IN ('pending', 'in_flight', 'delivered', 'dead'))"
 
@@ -155,7 +158,7 @@ async def migrate(conn: Any, migrations: tuple[Migration, ...]) -> int:
             if migration.version <= current:
                 continue
             for statement in migration.statements:
-                await conn.execute(statement)
+                await conn.execute(statement, timeout=MIGRATION_STATEMENT_TIMEOUT)
             await conn.execute(
                 "INSERT INTO schema_version (version, name) VALUES ($1, $2)", migration.version, migration.name
             )

@@ -11,6 +11,8 @@ import pytest
 
 from bridge.errors import OutboxUnavailable
 from bridge.outbox.postgres import PostgresOutbox
+from bridge.outbox.postgres_schema import MIGRATIONS
+from bridge.outbox.sqlite_schema import Migration
 from tests.outbox.support import T0, delivery, ingest, result, webhook
 
 pytestmark = pytest.mark.postgres
@@ -117,3 +119,26 @@ async def test_unreachable_server_is_unavailable() -> None:
         await outbox.open()
     with pytest.raises(OutboxUnavailable):
         await ingest(outbox, webhook("evt_1"))
+
+
+async def test_statement_timeout_bounds_writes_but_not_migrations(pg_dsn: str) -> None:
+    slow = Migration(99, "slow", ("SELECT pg_sleep(1.5)",))
+
+    class WithSlowMigration(PostgresOutbox):
+        _migrations = (*MIGRATIONS, slow)
+
+    outbox = WithSlowMigration(pg_dsn, max_size=2, acquire_timeout=0.2, statement_timeout=0.1)
+    await outbox.open()  # the migration outlasts the statement timeout and the client's command timeout
+    try:
+        await ingest(outbox, webhook("evt_1", delivery("conv", "o1")))
+        locker = await asyncpg.connect(pg_dsn)
+        try:
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE")
+                with pytest.raises(OutboxUnavailable, match="statement timeout"):
+                    await outbox.ingest(webhook("evt_2", delivery("conv", "o2")))
+        finally:
+            await locker.close()
+        assert (await ingest(outbox, webhook("evt_2", delivery("conv", "o2")))).deliveries_created == 1
+    finally:
+        await outbox.close()
