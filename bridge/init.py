@@ -70,11 +70,8 @@ def _option_lines(owner: str, options: dict[str, str], variables: list[str]) -> 
             variables.append(variable)
             lines += [comment, f"    {key}: {_quoted('${' + variable + '}')}"]
         else:
-            lines.append(
-                f"    # {key}: ...    ({description})"
-                if not _is_secret(key, description)
-                else f"    # {key}: {_quoted('${' + _env_name(owner, key) + '}')}    ({description})"
-            )
+            lines.append(f"    # {key}: ...    ({description})" if not _is_secret(key, description) else
+                         f"    # {key}: {_quoted('${' + _env_name(owner, key) + '}')}    ({description})")
     return lines
 
 

@@ -69,9 +69,7 @@ CertFetcher = Fetch
 SIMULATOR_WEBHOOK_ID = "WEBHOOK_ID"
 CERT_URL = UrlRule(
     "PAYPAL-CERT-URL",
-    re.compile(
-        r"(?i:https://api(?:-m)?\.(?:sandbox\.)?paypal\.com)/v1/notifications/certs/[A-Za-z0-9][A-Za-z0-9-]{0,127}"
-    ),
+    re.compile(r"(?i:https://api(?:-m)?\.(?:sandbox\.)?paypal\.com)/v1/notifications/certs/[A-Za-z0-9][A-Za-z0-9-]{0,127}"),
 )
 CERT_SUBJECT_PREFIX = "messageverificationcerts"
 #: transmission ids remembered at most (only verified ones are: real PayPal traffic within one window)
