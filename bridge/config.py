@@ -217,15 +217,8 @@ def unset_variables(path: str | Path, environ: Mapping[str, str]) -> list[Config
                 name, default = match.group(1), match.group(2)
                 if name and default is None and name not in environ:
                     hint = f"export {name}=… (or put it in your secret store's environment)"
-                    found.append(
-                        ConfigError(
-                            f"environment variable {name} is not set",
-                            file=str(file),
-                            line=mark[0],
-                            column=mark[1],
-                            hint=hint,
-                        )
-                    )
+                    found.append(ConfigError(f"environment variable {name} is not set", file=str(file),
+                                             line=mark[0], column=mark[1], hint=hint))
 
     walk(root, (1, 1))
     return found
