@@ -70,8 +70,12 @@ async def test_the_same_order_number_from_two_stores_is_delivered_for_each(tmp_p
             await eventually(lambda: len(fake.received) == 2)
             assert fake.rejected == []
             assert [r["json"]["properties"]["order_id"] for r in fake.received] == ["1005", "1005"]
-            rows = await bridge.deliveries()
-            assert sorted(r["status"] for r in rows) == ["delivered", "delivered"]
+
+            async def both_recorded() -> list[dict[str, Any]] | None:
+                rows = await bridge.deliveries()
+                return rows if [r["status"] for r in rows] == ["delivered", "delivered"] else None
+
+            rows = await eventually(both_recorded)  # the result is recorded just after the fake answered
             assert len({r["webhook_id"] for r in rows}) == 2
 
 
