@@ -18,6 +18,7 @@ import orjson
 from bridge.destinations.base import Destination
 from bridge.errors import BridgeError
 from bridge.ingest import map_event, route
+from bridge.limits import DEFAULT_LIMITS, Limits
 from bridge.mapping import MappingSet
 from bridge.outbox.base import Outbox, RemapResult
 from bridge.providers.base import Provider
@@ -48,6 +49,7 @@ async def replay_webhook(
     now: float,
     dry_run: bool,
     force: bool,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """Re-map one stored webhook (a row from outbox.get_webhook) and, unless dry_run, store the result."""
     report: dict[str, Any] = {"webhook_id": webhook["id"], "status_before": webhook["status"], "dry_run": dry_run}
@@ -64,7 +66,9 @@ async def replay_webhook(
     if not inbound:
         report["error"] = "the stored body no longer contains this event"
         return report
-    mapped = map_event(mappings.get(provider.mapping_name), inbound[0], headers, webhook["source"], provider.type)
+    mapped = map_event(
+        mappings.get(provider.mapping_name), inbound[0], headers, webhook["source"], provider.type, limits
+    )
     deliveries = route(mapped.events, destinations)
     outcome: RemapResult = await outbox.update_webhook_mapping(
         webhook["id"],

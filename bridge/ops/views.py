@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.ops.lanes import lane_health
+from bridge.ops.params import SECONDS_MAX, number
 from bridge.outbox.base import DELIVERY_STATUSES
 from bridge.state import BridgeState
 
@@ -93,9 +94,11 @@ def parse_time(value: str | None, name: str) -> float | None:
         return None
     text = value.strip()
     try:
-        return float(text)
+        float(text)
     except ValueError:
         pass
+    else:
+        return number(text, name, minimum=0, maximum=SECONDS_MAX)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
