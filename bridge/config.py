@@ -697,8 +697,12 @@ def _read_outbox_timeouts(r: _Reader, outbox: YamlMap) -> OutboxTimeouts:
     """`outbox: {acquire_timeout_seconds, statement_timeout_seconds}` (both > 0: a wait without a bound is a hang)."""
     default = OutboxTimeouts()
     return OutboxTimeouts(
-        acquire_seconds=r.number(outbox, "acquire_timeout_seconds", default.acquire_seconds, minimum=0.01),
-        statement_seconds=r.number(outbox, "statement_timeout_seconds", default.statement_seconds, minimum=0.01),
+        acquire_seconds=r.number(
+            outbox, "acquire_timeout_seconds", default.acquire_seconds, minimum=0.01, maximum=3600
+        ),
+        statement_seconds=r.number(
+            outbox, "statement_timeout_seconds", default.statement_seconds, minimum=0.01, maximum=3600
+        ),
     )
 
 
@@ -706,8 +710,8 @@ def _read_retention(r: _Reader, node: YamlMap) -> RetentionSettings:
     """`retention: {delivered_days, dedup_days}`; dedup keys must outlive the providers' retries."""
     r.check_keys(node, {"delivered_days", "dedup_days"}, "retention")
     default = RetentionSettings()
-    delivered = r.number(node, "delivered_days", default.delivered_days)
-    dedup = r.number(node, "dedup_days", default.dedup_days)
+    delivered = r.number(node, "delivered_days", default.delivered_days, maximum=36500)
+    dedup = r.number(node, "dedup_days", default.dedup_days, maximum=36500)
     if 0 < dedup < MIN_DEDUP_DAYS:
         r.error(
             node.value_mark("dedup_days"),
