@@ -147,7 +147,7 @@ async def test_a_late_completion_of_a_lost_and_retaken_lease_is_refused(tmp_path
             done = await eventually(lambda: status_of(bridge, "hook", row["event_id"], "delivered"))
             assert [(a["status_code"], a["applied"]) for a in done["attempts"]] == [(500, False), (200, True)]
             assert (
-                'bridge_delivery_lost_leases_total{destination="hook"} 1' in (await bridge.client.get("/metrics")).text
+                'bridge_delivery_lost_leases_total{destination="hook"} 1' in (await bridge.ops("GET", "/metrics")).text
             )
 
 

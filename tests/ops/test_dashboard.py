@@ -97,7 +97,7 @@ async def exposed(tmp_path: Path) -> dict[str, set[str]]:
             forged = stripe_headers(body, secret="whsec_forged")
             assert (await bridge.client.post("/webhooks/stripe", content=body, headers=forged)).status_code == 401
             await until(lambda: delivered(bridge), what="the delivery")
-            response = await bridge.client.get("/metrics")
+            response = await bridge.ops("GET", "/metrics")
             assert response.status_code == 200
     found = sample_names(response.text)
     reference = reference_labels()
