@@ -295,8 +295,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                     if args.destination:
                         body["destination"] = args.destination
                     response = client.post("/ops/deliveries/retry", json=body)
-            else:  # purge
-                response = client.post("/ops/outbox/purge", json={"older_than_days": args.older_than_days})
+            else:  # purge: the service's retention rule, or rows older than --older-than-days
+                purge: dict[str, object] = {}
+                if args.older_than_days is not None:
+                    purge["older_than_days"] = args.older_than_days
+                response = client.post("/ops/outbox/purge", json=purge)
     except httpx.HTTPError as exc:
         print(f"cannot reach the bridge at {url}: {exc}", file=sys.stderr)
         return 1
@@ -393,7 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--destination")
     outbox.add_argument("--limit", type=int, default=50)
     outbox.add_argument("--cursor", type=int)
-    outbox.add_argument("--older-than-days", type=float, default=30.0)
+    outbox.add_argument(
+        "--older-than-days",
+        type=float,
+        help="purge: delete finished rows older than this (default: the config's retention.delivered_days); "
+        "dedup keys always follow retention.dedup_days",
+    )
     outbox.set_defaults(func=cmd_outbox)
     return parser
 
