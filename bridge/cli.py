@@ -186,7 +186,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
-    code: int = run_demo(verbose=args.verbose, everything=args.all)
+    code: int = run_demo(verbose=args.verbose, everything=args.all, source=args.source)
     return code
 
 
@@ -371,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the whole flow locally against built-in sinks and exit")
     demo.add_argument("--verbose", action="store_true", help="print the bridge's log lines too")
     demo.add_argument("--all", action="store_true", help="also the analytics and ad platforms' sinks")
+    demo.add_argument(
+        "--source",
+        default="stripe",
+        choices=["stripe", "apple_app_store", "braintree", "fastspring", "google_play", "maxio", "mercadopago",
+                 "paystack", "recharge", "revenuecat"],
+        help="whose sample webhooks to post (default: stripe)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     validate = with_config(
