@@ -14,9 +14,11 @@ from bridge.sinks.meta_capi import MetaCapiFake
 from bridge.sinks.mixpanel import MixpanelFake
 from bridge.sinks.posthog import PostHogFake
 from bridge.sinks.segment import SegmentFake
+from bridge.sinks.tiktok import TikTokFake
 
 MEASUREMENT_ID = "G-DEMO1234"
 PIXEL_ID = "1234567890"
+PIXEL_CODE = "CDEMO1234567890ABCDE"
 
 
 def environment() -> dict[str, str]:
@@ -29,6 +31,7 @@ def environment() -> dict[str, str]:
         "MIXPANEL_TOKEN": secrets.token_hex(16),
         "MIXPANEL_API_SECRET": secrets.token_hex(16),
         "AMPLITUDE_API_KEY": secrets.token_hex(16),
+        "TIKTOK_ACCESS_TOKEN": secrets.token_hex(20),
     }
 
 
@@ -40,6 +43,7 @@ def fakes(env: dict[str, str]) -> dict[str, StrictFake]:
         "posthog": PostHogFake(env["POSTHOG_API_KEY"]),
         "mixpanel": MixpanelFake(env["MIXPANEL_TOKEN"], env["MIXPANEL_API_SECRET"]),
         "amplitude": AmplitudeFake(env["AMPLITUDE_API_KEY"]),
+        "tiktok": TikTokFake(PIXEL_CODE, env["TIKTOK_ACCESS_TOKEN"]),
     }
 
 
@@ -62,6 +66,12 @@ def destinations(sinks: dict[str, str]) -> dict[str, Any]:
             "api_secret": "${MIXPANEL_API_SECRET}",
         },
         "amplitude": {"type": "amplitude", "url": sinks["amplitude"], "api_key": "${AMPLITUDE_API_KEY}"},
+        "tiktok": {
+            "type": "tiktok",
+            "url": sinks["tiktok"],
+            "pixel_code": PIXEL_CODE,
+            "access_token": "${TIKTOK_ACCESS_TOKEN}",
+        },
     }
 
 

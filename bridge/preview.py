@@ -80,7 +80,7 @@ def preview(
                     entry["requests"].append(request)
                     continue
                 try:
-                    rendered = destination.render([event])
+                    rendered = destination.build([event])
                 except (RenderError, BridgeError) as exc:
                     request["error"] = f"cannot render: {exc}"
                 else:

@@ -1,6 +1,7 @@
 """Real signed Stripe and Shopify webhooks through POST /webhooks/... into the strict sinks of GA4, Meta CAPI,
-Segment, PostHog, Mixpanel and Amplitude: the exact requests, dedup ids kept across retries, consent keeping
-personal data out, age limits ending `dead` with the reason, and a partial success applied per delivery."""
+Segment, PostHog, Mixpanel, Amplitude and TikTok: the exact requests, dedup ids kept across retries, consent
+keeping personal data out, age limits ending `dead` with the reason, a partial success applied per delivery,
+and TikTok's errors inside an HTTP 200 read as what they mean."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from bridge.sinks.mixpanel import MixpanelFake
 from bridge.sinks.posthog import PostHogFake
 from bridge.sinks.segment import SegmentFake
 from bridge.sinks.server import serve
+from bridge.sinks.tiktok import TikTokFake
 from tests.core.test_delivery import eventually
 from tests.harness import FIXTURES, Bridge, running_bridge
 from tests.providers.signing import sign
@@ -36,7 +38,9 @@ from tests.providers.signing import sign
 SHOPIFY_SECRET = "shpss_e2e_secret_0123456789"
 PAYMENT = "pi_1PgafyB7WZ01zgkWSjxsAJo3"
 KEY_UUID = str(uuid.uuid5(NAMESPACE, f"purchase:{PAYMENT}"))
-AD_SINKS = ("ga4", "meta")
+AD_SINKS = ("ga4", "meta", "tiktok")
+PIXEL_CODE = "CE2E0TEST0PIXEL00001"
+TTCLID = "E.C.P.CsQBAbCdEf-1a2B3c_CaseKept"
 
 
 def sha(text: str) -> str:
@@ -73,6 +77,7 @@ async def ecosystem(
         "posthog": PostHogFake("phc_key", now=clock.now),
         "mixpanel": MixpanelFake("mp_token", "mp_secret", now=clock.now),
         "amplitude": AmplitudeFake("amp_key", now=clock.now),
+        "tiktok": TikTokFake(PIXEL_CODE, "tt_token"),
     }
     async with AsyncExitStack() as stack:
         url = {name: await stack.enter_async_context(serve(fake.app)) for name, fake in sinks.items()}
@@ -88,6 +93,7 @@ async def ecosystem(
                 "api_secret": "mp_secret",
             },
             "amplitude": {"type": "amplitude", "url": url["amplitude"], "api_key": "amp_key"},
+            "tiktok": {"type": "tiktok", "url": url["tiktok"], "pixel_code": PIXEL_CODE, "access_token": "tt_token"},
         }
         for name, entry in (extra_destinations or {}).items():
             destinations[name] = {**destinations[entry.pop("like")], **entry}
@@ -123,9 +129,10 @@ async def _settled(eco: Ecosystem) -> bool:
     return not [d for d in await eco.bridge.deliveries() if d["status"] in ("pending", "in_flight")]
 
 
-async def test_a_stripe_checkout_reaches_all_six_as_their_exact_requests(tmp_path: Path) -> None:
+async def test_a_stripe_checkout_reaches_every_platform_as_its_exact_request(tmp_path: Path) -> None:
     async with ecosystem(tmp_path) as eco:
-        assert (await eco.bridge.post_stripe(stripe_checkout(eco.clock), timestamp=eco.clock.now())).status_code == 200
+        body = stripe_checkout(eco.clock, ttclid=TTCLID)
+        assert (await eco.bridge.post_stripe(body, timestamp=eco.clock.now())).status_code == 200
         await all_received(eco)
         assert {name: len(fake.received) for name, fake in eco.sinks.items()} == dict.fromkeys(eco.sinks, 1)
         assert all(fake.rejected == [] for fake in eco.sinks.values())
@@ -191,6 +198,30 @@ async def test_a_stripe_checkout_reaches_all_six_as_their_exact_requests(tmp_pat
         [amplitude] = eco.bodies("amplitude")[0]["events"]
         assert (amplitude["insert_id"], amplitude["user_id"], amplitude["revenue"]) == (KEY_UUID, "user_8812", 10.99)
 
+        tiktok = eco.sinks["tiktok"].received[0]
+        assert tiktok["path"] == "/open_api/v1.3/event/track/" and tiktok["query"] == {}
+        assert tiktok["headers"]["access-token"] == "tt_token"
+        assert orjson.loads(tiktok["body"]) == {
+            "event_source": "web",
+            "event_source_id": PIXEL_CODE,
+            "data": [
+                {
+                    "event": "CompletePayment",
+                    "event_time": int(occurred),
+                    "event_id": PAYMENT,
+                    "user": {
+                        "email": [sha("jenny.rosen@example.com")],
+                        "phone": [sha("+14155550134")],  # E.164 with "+" (Meta's has none)
+                        "external_id": [sha("user_8812")],
+                        "ttclid": TTCLID,
+                    },
+                    "properties": {"currency": "USD", "value": 10.99, "order_id": PAYMENT},
+                    "limited_data_use": False,
+                }
+            ],
+        }
+        assert eco.sinks["tiktok"].events[0]["event_id"] == PAYMENT  # type: ignore[attr-defined]
+
         # raw email and phone never reach an ad platform
         for name in AD_SINKS:
             raw = eco.raw(name)
@@ -200,7 +231,7 @@ async def test_a_stripe_checkout_reaches_all_six_as_their_exact_requests(tmp_pat
 
 async def test_a_shopify_order_is_normalised_per_platform(tmp_path: Path) -> None:
     async with ecosystem(tmp_path) as eco:
-        assert await eco.post_shopify(shopify_order(eco.clock)) == 200
+        assert await eco.post_shopify(shopify_order(eco.clock, _ttclid=TTCLID, _ttp="ttp-2Xy9AbCdEfGh")) == 200
         await all_received(eco)
         assert all(fake.rejected == [] for fake in eco.sinks.values())
         [meta] = eco.bodies("meta")[0]["data"]
@@ -212,12 +243,31 @@ async def test_a_shopify_order_is_normalised_per_platform(tmp_path: Path) -> Non
         ga4 = eco.bodies("ga4")[0]
         assert ga4["user_data"]["sha256_phone_number"] == [sha("+15556251199")]
         assert ga4["events"][0]["params"]["transaction_id"] == "450789469"
+        [tiktok] = eco.bodies("tiktok")[0]["data"]
+        assert (tiktok["event"], tiktok["event_id"]) == ("CompletePayment", "450789469")
+        assert tiktok["user"] == {
+            "email": [sha("bob.norman@hostmail.com")],
+            "phone": [sha("+15556251199")],  # read in the billing country, with "+" as TikTok wants
+            "external_id": [sha("207119551")],
+            "ttclid": TTCLID,  # click and cookie ids and the IP in clear
+            "ttp": "ttp-2Xy9AbCdEfGh",
+            "ip": "0.0.0.0",
+        }
+        assert (tiktok["properties"]["value"], tiktok["properties"]["currency"]) == (409.94, "USD")
+        assert [c["content_id"] for c in tiktok["properties"]["contents"]] == [
+            "IPOD2008GREEN",
+            "IPOD2008RED",
+            "IPOD2008BLACK",
+        ]
         for name in AD_SINKS:
             assert b"bob.norman" not in eco.raw(name) and b"555-625" not in eco.raw(name)
 
 
 async def test_consent_denied_keeps_personal_data_out_and_require_skips(tmp_path: Path) -> None:
-    extra = {"meta_require": {"like": "meta", "consent": "require"}}
+    extra = {
+        "meta_require": {"like": "meta", "consent": "require"},
+        "tiktok_require": {"like": "tiktok", "consent": "require"},
+    }
     async with ecosystem(tmp_path, extra_destinations=extra) as eco:
         body = shopify_order(
             eco.clock, "orders-paid.browser_ids", _consent_ad_user_data="denied", _consent_analytics="denied"
@@ -226,10 +276,12 @@ async def test_consent_denied_keeps_personal_data_out_and_require_skips(tmp_path
         await all_received(eco)
         assert all(fake.rejected == [] for fake in eco.sinks.values())
         routed = {d["destination"] for d in await eco.bridge.deliveries()}
-        assert routed == set(eco.sinks)  # meta_require got no delivery at all
-        assert len(eco.sinks["meta"].received) == 1
+        assert routed == set(eco.sinks)  # meta_require and tiktok_require got no delivery at all
+        assert len(eco.sinks["meta"].received) == 1 and len(eco.sinks["tiktok"].received) == 1
         [meta] = eco.bodies("meta")[0]["data"]
         assert set(meta["user_data"]) == {"client_user_agent"}
+        [tiktok] = eco.bodies("tiktok")[0]["data"]
+        assert set(tiktok["user"]) == {"user_agent"}
         ga4 = eco.bodies("ga4")[0]
         assert "user_data" not in ga4 and "user_id" not in ga4 and ga4["consent"] == {"ad_user_data": "DENIED"}
         [segment] = eco.bodies("segment")[0]["batch"]
@@ -261,25 +313,26 @@ async def test_retries_keep_every_dedup_id(tmp_path: Path) -> None:
             "posthog": lambda b: b["batch"][0]["uuid"],
             "mixpanel": lambda b: b[0]["properties"]["$insert_id"],
             "amplitude": lambda b: b["events"][0]["insert_id"],
+            "tiktok": lambda b: b["data"][0]["event_id"],
         }
         for name, fake in eco.sinks.items():
             first = orjson.loads(fake.rejected[0]["body"])
             second = orjson.loads(fake.received[0]["body"])
             assert ids[name](first) == ids[name](second), name
         delivered = await eco.bridge.deliveries(status="delivered")
-        assert len(delivered) == 6
+        assert len(delivered) == len(eco.sinks)
 
 
 async def _all_pending_retry(eco: Ecosystem) -> bool:
     rows = await eco.bridge.deliveries()
-    return len(rows) == 6 and all(r["status"] == "pending" and r["attempts"] == 1 for r in rows)
+    return len(rows) == len(eco.sinks) and all(r["status"] == "pending" and r["attempts"] == 1 for r in rows)
 
 
 async def test_events_past_an_age_limit_end_dead_with_the_reason(tmp_path: Path) -> None:
     async with ecosystem(tmp_path) as eco:
         old = stripe_checkout(eco.clock, age=8 * 86400)
         assert (await eco.bridge.post_stripe(old, timestamp=eco.clock.now())).status_code == 200
-        await all_received(eco, ("segment", "posthog", "mixpanel", "amplitude"))
+        await all_received(eco, ("segment", "posthog", "mixpanel", "amplitude", "tiktok"))
         rows = {d["destination"]: d for d in await eco.bridge.deliveries()}
         assert {name: row["status"] for name, row in rows.items()} == {
             "ga4": "dead",
@@ -288,6 +341,7 @@ async def test_events_past_an_age_limit_end_dead_with_the_reason(tmp_path: Path)
             "posthog": "delivered",
             "mixpanel": "delivered",
             "amplitude": "delivered",
+            "tiktok": "delivered",  # the contract documents no age limit for TikTok: none is invented
         }
         assert "Meta accepts events up to 7 days old" in rows["meta"]["last_error"]
         assert "GA4 accepts events up to 72 h old" in rows["ga4"]["last_error"]
@@ -322,3 +376,37 @@ async def test_a_partial_success_is_recorded_per_delivery(tmp_path: Path, caplog
         assert len(warned) == 1 and warned[0].verdicts == ["dead", "delivered"]  # type: ignore[attr-defined]
         assert len(eco.sinks["mixpanel"].events) == 2  # type: ignore[attr-defined]
         await asyncio.sleep(0)
+
+
+async def test_tiktok_errors_inside_an_http_200_are_read_as_what_they_mean(tmp_path: Path) -> None:
+    """TikTok answers 200 whatever happened: code 40100 (rate limited) is retried with the same event_id until
+    TikTok takes it; code 40002 (a parameter TikTok refuses) ends dead with TikTok's message."""
+    async with ecosystem(tmp_path) as eco:
+        tiktok = eco.sinks["tiktok"]
+        tiktok.script(200, body={"code": 40100, "message": "Too many requests", "request_id": "req-throttled"})
+        assert (await eco.bridge.post_stripe(stripe_checkout(eco.clock), timestamp=eco.clock.now())).status_code == 200
+
+        async def throttled() -> list[dict[str, Any]]:
+            rows = await eco.bridge.deliveries(destination="tiktok")
+            return [r for r in rows if r["status"] == "pending" and r["attempts"] == 1]
+
+        [row] = await eventually(throttled)
+        assert "rate limited: TikTok code 40100: Too many requests (request_id req-throttled)" in row["last_error"]
+        eco.clock.advance(10)
+        eco.bridge.state.dispatcher.wake()  # type: ignore[union-attr]
+        await eventually(lambda: len(tiktok.events) == 1)  # type: ignore[attr-defined]
+        await eventually(lambda: _settled(eco))
+        [delivered] = await eco.bridge.deliveries(destination="tiktok")
+        assert delivered["status"] == "delivered" and delivered["attempts"] == 2
+        sent = [orjson.loads(r["body"])["data"][0]["event_id"] for r in tiktok.received]
+        assert sent == [PAYMENT, PAYMENT]
+
+        tiktok.script(200, body={"code": 40002, "message": "data[0].properties.currency: invalid", "request_id": "q"})
+        assert await eco.post_shopify(shopify_order(eco.clock)) == 200
+
+        async def refused() -> list[dict[str, Any]]:
+            return await eco.bridge.deliveries(destination="tiktok", status="dead")
+
+        [dead] = await eventually(refused)
+        assert dead["event_id"] == "450789469" and dead["attempts"] == 1
+        assert "invalid parameter: TikTok code 40002: data[0].properties.currency: invalid" in dead["last_error"]
