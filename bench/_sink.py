@@ -2,10 +2,11 @@
 
     python -m bench._sink PORT [--record]
 
-With `--record` it also notes, for every request whose body holds a marker `pi_e2e_<n>`, the request path, `n`
-and the arrival time (`time.monotonic()`: CLOCK_MONOTONIC, the same clock in every process of the machine, so
-the sender's send times compare directly). `GET /__arrivals` answers the arrivals noted since the last such
-request as JSON `[[path, n, t], ...]` and forgets them; `GET /__count` answers how many were noted so far.
+`GET /__count` answers how many requests it has answered so far (control requests aside). With `--record` it also
+notes, for every request whose body holds a marker `pi_e2e_<n>`, the request path, `n` and the arrival time
+(`time.monotonic()`: CLOCK_MONOTONIC, the same clock in every process of the machine, so the sender's send times
+compare directly); `GET /__arrivals` answers the arrivals noted since the last such request as JSON
+`[[path, n, t], ...]` and forgets them.
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ MARKER = re.compile(rb"pi_e2e_(\d+)")
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, record: bool) -> None:
+        self.record = record
         self.arrivals: list[tuple[str, int, float]] = []
         self.count = 0
 
     def note(self, path: bytes, body: bytes, now: float) -> None:
-        match = MARKER.search(body)
-        if match:
-            self.arrivals.append((path.decode("latin-1"), int(match.group(1)), now))
-            self.count += 1
+        self.count += 1
+        if self.record:
+            match = MARKER.search(body)
+            if match:
+                self.arrivals.append((path.decode("latin-1"), int(match.group(1)), now))
 
     def control(self, path: bytes) -> bytes | None:
         if path == b"/__arrivals":
@@ -46,7 +49,7 @@ class Recorder:
 
 
 class Sink(asyncio.Protocol):
-    def __init__(self, recorder: Recorder | None) -> None:
+    def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -68,20 +71,19 @@ class Sink(asyncio.Protocol):
             total = head_end + 4 + length
             if len(self.buffer) < total:
                 return
-            response = RESPONSE
-            if self.recorder is not None:
-                line = self.buffer[: self.buffer.find(b"\r\n")]
-                path = line.split(b" ", 2)[1] if line.count(b" ") >= 2 else b""
-                response = self.recorder.control(path) or RESPONSE
-                if response is RESPONSE:
-                    self.recorder.note(path, self.buffer[head_end + 4 : total], time.monotonic())
+            line = self.buffer[: self.buffer.find(b"\r\n")]
+            path = line.split(b" ", 2)[1] if line.count(b" ") >= 2 else b""
+            response = self.recorder.control(path) if path.startswith(b"/__") else None
+            if response is None:
+                response = RESPONSE
+                self.recorder.note(path, self.buffer[head_end + 4 : total], time.monotonic())
             self.buffer = self.buffer[total:]
             self.transport.write(response)
 
 
 async def main(port: int, record: bool) -> None:
     loop = asyncio.get_running_loop()
-    recorder = Recorder() if record else None
+    recorder = Recorder(record)
     server = await loop.create_server(lambda: Sink(recorder), "127.0.0.1", port, backlog=4096)
     async with server:
         await server.serve_forever()

@@ -46,7 +46,7 @@ from bench._common import (
 )
 from bridge.demo import stripe_signature
 from bridge.outbox import open_outbox
-from bridge.outbox.base import AttemptResult, NewDelivery, NewWebhook, Outbox
+from bridge.outbox.base import AttemptResult, NewDelivery, NewRequest, NewWebhook, Outbox
 
 SECRET = "whsec_bench_secret"
 TOKEN = "bench-ops-token-0123456789"
@@ -69,32 +69,35 @@ class Rows:
         self.payload = orjson.dumps(event[0]).split(b"@@")
         self.next = 0
 
-    def take(self, count: int, now: float) -> list[NewWebhook]:
+    def take(self, count: int, now: float) -> list[NewRequest]:
         out = []
         for _ in range(count):
             n = str(self.next).encode()
             self.next += 1
             payload = n.join(self.payload)
+            webhook = NewWebhook(
+                provider_event_id=f"evt_scale_{self.next - 1}",
+                event_type="checkout.session.completed",
+                status="accepted",
+                error=None,
+                events=b"[" + payload + b"]",
+                deliveries=[NewDelivery(DESTINATION, "purchase", f"pi_scale_{self.next - 1}", payload)],
+            )
             out.append(
-                NewWebhook(
+                NewRequest(
                     source="stripe",
                     provider="stripe",
-                    provider_event_id=f"evt_scale_{self.next - 1}",
-                    event_type="checkout.session.completed",
                     received_at=now,
-                    status="accepted",
-                    error=None,
                     headers=b'{"stripe-signature":"t=1,v1=00","content-type":"application/json"}',
                     body=n.join(self.body),
-                    events=b"[" + payload + b"]",
-                    deliveries=[NewDelivery(DESTINATION, "purchase", f"pi_scale_{self.next - 1}", payload)],
+                    webhooks=[webhook],
                 )
             )
         return out
 
 
-async def ingest(outbox: Outbox, webhooks: list[NewWebhook]) -> None:
-    await asyncio.gather(*(outbox.ingest(w) for w in webhooks))
+async def ingest(outbox: Outbox, requests: list[NewRequest]) -> None:
+    await asyncio.gather(*(outbox.ingest(r) for r in requests))
 
 
 async def settle(outbox: Outbox, count: int, now: float, verdicts: list[str]) -> int:
