@@ -254,13 +254,15 @@ async def test_a_paused_lane_gives_back_claims_that_would_outlive_their_lease(tm
     clock = ManualClock(START)
     async with recorder() as (sink, url):
         destinations = {"hook": {"type": "http", "url": f"{url}/hook", "concurrency": 1}}
-        async with running_bridge(tmp_path, destinations=destinations, clock=clock) as bridge:
+        # the lane holds one delivery per worker and one claim's worth: one in flight and one behind it
+        extra = {"dispatcher": {"claim_batch": 1}}
+        async with running_bridge(tmp_path, destinations=destinations, clock=clock, extra=extra) as bridge:
             dispatcher = dispatcher_of(bridge)
             sink.hold = True
             sink.script(429, {"Retry-After": "120"})
             for case in ("payment_intent.succeeded", "charge.refunded", "customer.subscription.created"):
                 assert (await bridge.post_stripe(stripe_case(case), timestamp=clock.now())).status_code == 200
-            # one request in flight, one claimed behind it (the lane buffers two per worker), one pending
+            # one request in flight, one claimed behind it, one pending
             await eventually(lambda: len(sink.requests) == 1 and len(dispatcher.lanes["hook"].queue) == 1)
             sink.release_all()
             await eventually(lambda: dispatcher.lane_stats()["hook"].released == 1)
@@ -283,12 +285,14 @@ async def test_claims_that_waited_past_their_lease_margin_are_given_back_and_sen
     clock = ManualClock(START)
     async with recorder() as (sink, url):
         destinations = {"hook": {"type": "http", "url": f"{url}/hook", "concurrency": 1}}
-        async with running_bridge(tmp_path, destinations=destinations, clock=clock) as bridge:
+        # the lane holds one delivery per worker and one claim's worth: one in flight and one behind it
+        extra = {"dispatcher": {"claim_batch": 1}}
+        async with running_bridge(tmp_path, destinations=destinations, clock=clock, extra=extra) as bridge:
             dispatcher = dispatcher_of(bridge)
             sink.hold = True
             for case in ("payment_intent.succeeded", "charge.refunded", "customer.subscription.created"):
                 assert (await bridge.post_stripe(stripe_case(case), timestamp=clock.now())).status_code == 200
-            # one request in flight, one claimed behind it (the lane buffers two per worker), one pending
+            # one request in flight, one claimed behind it, one pending
             await eventually(lambda: len(sink.requests) == 1 and len(dispatcher.lanes["hook"].queue) == 1)
             clock.advance(25)  # lease 30 s, timeout 10 s: 5 s left is too little to send them
             sink.release_all()
