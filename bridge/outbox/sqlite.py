@@ -8,6 +8,8 @@
 - Writes are group-committed by one writer thread that owns a stdlib sqlite3 connection (see sqlite_writer.py):
   each batch is one transaction, one synchronous call in that thread, and one hop back to the event loop. Reads use
   a second, read-only aiosqlite connection, so ops queries and the dispatcher's polling never wait behind the writer.
+- Checkpoints run in a thread of their own, off the commit path, and keep the WAL file within a bound
+  (sqlite_checkpoint.py).
 - Bounded waits: if another process holds the database's write lock, a batch waits at most `busy_timeout`
   seconds for it and then fails with OutboxUnavailable (503, the provider retries); it never hangs.
 """
@@ -38,6 +40,7 @@ from bridge.outbox.base import (
     PurgeResult,
     RemapResult,
 )
+from bridge.outbox.sqlite_checkpoint import CHECKPOINT_INTERVAL, WAL_LIMIT_BYTES, Checkpointer
 from bridge.outbox.sqlite_connection import WriteConnection, chunks, take_process_lock
 from bridge.outbox.sqlite_ops import fact_keys, fact_states
 from bridge.outbox.sqlite_schema import (
@@ -58,7 +61,14 @@ class SqliteOutbox:
     _migrations = MIGRATIONS
 
     def __init__(
-        self, path: str | Path, *, group_window_ms: float = 0.0, max_batch: int = 256, busy_timeout: float = 5.0
+        self,
+        path: str | Path,
+        *,
+        group_window_ms: float = 0.0,
+        max_batch: int = 256,
+        busy_timeout: float = 5.0,
+        wal_limit_bytes: int = WAL_LIMIT_BYTES,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
     ) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
@@ -71,6 +81,10 @@ class SqliteOutbox:
         self._read: aiosqlite.Connection | None = None
         self._read_lock = asyncio.Lock()
         self._writer: BatchWriter | None = None
+        #: WAL checkpoints, in a thread of their own (sqlite_checkpoint.py); the writer never checkpoints
+        self.checkpointer = Checkpointer(
+            self.path, interval=checkpoint_interval, limit_bytes=wal_limit_bytes, busy_timeout=busy_timeout
+        )
         #: in-flight deliveries put back to pending by the last open (they belonged to a dead process)
         self.recovered_in_flight = 0
 
@@ -114,11 +128,13 @@ class SqliteOutbox:
             uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
             self._read = await self._connect(uri, uri=True, isolation_level=None)
             await apply_pragmas(self._read, READER_PRAGMAS, writer=False)
+            await self.checkpointer.start()
             self._writer = BatchWriter(
                 self._write,
                 group_window_ms=self._group_window_ms,
                 max_batch=self._max_batch,
                 variable_limit=_variable_limit(),
+                on_commit=self.checkpointer.committed,
             )
             self._writer.start()
         except sqlite3.Error as exc:
@@ -130,7 +146,9 @@ class SqliteOutbox:
 
     def _pragmas(self) -> tuple[str, ...]:
         busy = f"PRAGMA busy_timeout={max(0, round(self.busy_timeout * 1000))}"
-        return tuple(busy if p.startswith("PRAGMA busy_timeout") else p for p in self._writer_pragmas)
+        pragmas = tuple(busy if p.startswith("PRAGMA busy_timeout") else p for p in self._writer_pragmas)
+        # commits never checkpoint: the checkpointer's thread does, and keeps the WAL file within its bound
+        return (*pragmas, "PRAGMA wal_autocheckpoint=0", f"PRAGMA journal_size_limit={self.checkpointer.limit_bytes}")
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -145,6 +163,7 @@ class SqliteOutbox:
             raise OutboxError(f"cannot open the SQLite outbox {str(self.path)!r}: {exc}") from exc
 
     async def _disconnect(self) -> None:
+        await self.checkpointer.stop()
         if self._read is not None:
             with contextlib.suppress(sqlite3.Error, ValueError):
                 await self._read.close()

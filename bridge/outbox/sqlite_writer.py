@@ -71,8 +71,18 @@ class BatchWriter:
     #: seconds the idle writer thread waits for work before checking that its event loop still exists
     idle_poll = 1.0
 
-    def __init__(self, conn: WriteConnection, *, group_window_ms: float, max_batch: int, variable_limit: int) -> None:
+    def __init__(
+        self,
+        conn: WriteConnection,
+        *,
+        group_window_ms: float,
+        max_batch: int,
+        variable_limit: int,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._conn = conn
+        #: called in the writer thread after each COMMIT (the checkpointer's cue)
+        self._on_commit = on_commit
         #: the sqlite3 connection, for the writer thread only
         self._db = conn.conn
         self._ops = WriteOps(conn.conn, variable_limit)
@@ -231,6 +241,8 @@ class BatchWriter:
                 else:
                     results.extend(self._ops.run_one(kind, arg) for arg in args)
             db.execute("COMMIT")
+            if self._on_commit is not None:
+                self._on_commit()
         except BaseException:
             if db.in_transaction:  # also heals a transaction that an earlier failure left open
                 with contextlib.suppress(sqlite3.Error):
