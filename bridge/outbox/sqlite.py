@@ -135,6 +135,7 @@ class SqliteOutbox:
                 max_batch=self._max_batch,
                 variable_limit=_variable_limit(),
                 on_commit=self.checkpointer.committed,
+                before_batch=self.checkpointer.before_batch,
             )
             self._writer.start()
         except sqlite3.Error as exc:

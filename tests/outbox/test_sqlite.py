@@ -282,7 +282,8 @@ async def test_close_finishes_queued_writes(db: Path) -> None:
 
 
 async def test_migration_that_fails_midway_leaves_the_previous_version(db: Path) -> None:
-    broken = Migration(3, "broken", ("CREATE TABLE half_done (x INTEGER)", "ALTER TABLE nowhere ADD COLUMN y"))
+    latest = MIGRATIONS[-1].version
+    broken = Migration(latest + 1, "broken", ("CREATE TABLE half_done (x INTEGER)", "ALTER TABLE nowhere ADD COLUMN y"))
 
     class Broken(SqliteOutbox):
         _migrations = (*MIGRATIONS, broken)
@@ -291,10 +292,10 @@ async def test_migration_that_fails_midway_leaves_the_previous_version(db: Path)
     await outbox.open()
     await ingest(outbox, webhook("evt_1", delivery("conv", "o1")))
     await outbox.close()
-    with pytest.raises(OutboxError, match="migration 3 \\(broken\\) failed"):
+    with pytest.raises(OutboxError, match=f"migration {latest + 1} \\(broken\\) failed"):
         await Broken(db).open()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (2,)
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (latest,)
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
     reopened = SqliteOutbox(db)
@@ -350,6 +351,10 @@ FULL_SCAN = re.compile(r"^SCAN (deliveries|webhooks|webhook_keys|delivery_keys)\
         ("old_webhook_keys", q.OLD_WEBHOOK_KEYS, [1, 0, "", "", "", 5], "webhook_keys_seen_at"),
         ("old_delivery_keys", q.OLD_DELIVERY_KEYS, [1, 0, "", "", "", "", 5], "delivery_keys_seen_at"),
         ("purge_webhooks", q.PURGE_WEBHOOKS, [1, 1], "webhooks_received_at"),
+        # /ops/outbox and /metrics: kept counts and one index probe, never a pass over the deliveries
+        ("stats_counts", q.STATS_COUNTS, {}, "delivery_counts"),
+        ("stats_oldest", q.STATS_OLDEST, {}, "deliveries_pending_age"),
+        ("stats_webhooks", q.STATS_WEBHOOKS, {}, "webhook_counts"),
     ],
 )
 async def test_hot_queries_use_indexes(

@@ -69,6 +69,24 @@ async def test_the_wal_is_emptied_once_past_its_bound(tmp_path: Path) -> None:
         await outbox.close()
 
 
+async def test_a_busy_writer_empties_the_wal_itself_between_transactions(tmp_path: Path) -> None:
+    """Past the bound, the checkpoint thread does not wait for the write lock (a writer that never pauses would
+    starve it and the WAL would grow without bound): the writer empties the WAL before its next transaction."""
+    db = tmp_path / "outbox.db"
+    outbox = SqliteOutbox(db, checkpoint_interval=3600, wal_limit_bytes=1024 * 1024)
+    await outbox.open()
+    try:
+        await fill(outbox, 0, 200)
+        assert wal_bytes(db) > 1024 * 1024
+        outbox.checkpointer.want_truncate()  # what the thread's pass does once it sees the WAL past its bound
+        await fill(outbox, 200, 1)
+        assert outbox.checkpointer.truncated == 1
+        assert 0 < wal_bytes(db) < 256 * 1024  # only the one transaction since
+        assert db.stat().st_size > 1024 * 1024  # everything before it was copied into the database
+    finally:
+        await outbox.close()
+
+
 async def test_the_background_pass_checkpoints_after_commits(tmp_path: Path) -> None:
     db = tmp_path / "outbox.db"
     outbox = SqliteOutbox(db, checkpoint_interval=0.01)
