@@ -201,10 +201,17 @@ class Dispatcher:
         now = self.clock.now()
         self._round_started = now
         try:
-            sleep = MAX_IDLE_SECONDS
-            for name, lane in self.lanes.items():
-                sleep = min(sleep, await self._fill_lane(name, lane, now))
-            return max(sleep, 0.0)
+            # all lanes at once: their claims are written in one group commit instead of one commit after another
+            # (with five destinations, the last lane's claim used to wait for four commits)
+            fills = [
+                asyncio.create_task(self._fill_lane(name, lane, now), name=f"dispatcher-claim-{name}")
+                for name, lane in self.lanes.items()
+            ]
+            outcomes = await asyncio.gather(*fills, return_exceptions=True)
+            failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+            if failed:
+                raise failed[0]
+            return max(min([MAX_IDLE_SECONDS, *(o for o in outcomes if not isinstance(o, BaseException))]), 0.0)
         finally:
             self._round_started = None
 

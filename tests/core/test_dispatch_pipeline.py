@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 from bridge.clock import ManualClock
+from bridge.dispatcher import Dispatcher, new_session
 from bridge.outbox.sqlite import SqliteOutbox
 from tests.core.dispatch_helpers import recorder
 from tests.core.test_delivery import eventually
@@ -77,3 +79,60 @@ async def test_a_worker_sends_on_while_its_last_attempt_is_being_recorded(tmp_pa
             await eventually(lambda: _all_delivered(bridge, "hook", 2))
             assert lane.recording == 0
             assert dispatcher.lane_stats()["hook"].delivered == 2
+
+
+class ClaimsSeen:
+    """The app's outbox, counting the claims that have reached it (everything else passes straight through)."""
+
+    def __init__(self, outbox: SqliteOutbox) -> None:
+        self.outbox = outbox
+        self.entered = 0
+
+    async def claim(self, *args: Any) -> Any:
+        self.entered += 1
+        return await self.outbox.claim(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.outbox, name)
+
+
+async def test_one_round_claims_for_every_lane_in_one_commit(tmp_path: Path) -> None:
+    """Five destinations with work due: the round's five claims reach the outbox together and commit as one
+    transaction. Claimed one after the other, each waited for the previous commit (the fifth lane for four)."""
+    clock = ManualClock(START)
+    async with recorder() as (sink, url):
+        destinations = {f"d{i}": {"type": "http", "url": f"{url}/d{i}"} for i in range(5)}
+        async with running_bridge(tmp_path, destinations=destinations, clock=clock, dispatch=False) as bridge:
+            assert (
+                await bridge.post_stripe(stripe_case("payment_intent.succeeded"), timestamp=clock.now())
+            ).status_code == 200
+            outbox = bridge.state.outbox
+            assert isinstance(outbox, SqliteOutbox) and outbox._writer is not None
+            claiming = ClaimsSeen(outbox)
+            async with new_session() as session:
+                dispatcher = Dispatcher(
+                    claiming,  # type: ignore[arg-type]
+                    bridge.state.destinations,
+                    session,
+                    clock,
+                    bridge.settings.dispatcher,
+                )
+                inside, go_on = threading.Event(), threading.Event()
+
+                def hold_the_writer(conn: object) -> None:
+                    inside.set()
+                    go_on.wait(30)
+
+                held = asyncio.ensure_future(outbox._writer.call(hold_the_writer))
+                await eventually(inside.is_set)
+                commits = outbox._writer.commits
+                round_ = asyncio.ensure_future(dispatcher.fill())
+                await eventually(lambda: claiming.entered == 5)  # all five wait behind the held writer
+                go_on.set()
+                await held
+                await round_
+                assert outbox._writer.commits - commits == 2  # the held one, then all five claims at once
+                assert sorted(name for name, lane in dispatcher.lanes.items() if len(lane.queue) == 1) == [
+                    f"d{i}" for i in range(5)
+                ]
+                await dispatcher.stop()
