@@ -225,6 +225,8 @@ def refund(ident: str) -> bytes:
     event = orjson.loads(orjson.dumps(_REFUND))
     event["id"] = f"evt_{ident}"
     event["data"]["object"]["id"] = f"ch_{ident}"
+    for item in event["data"]["object"].get("refunds", {}).get("data", []):
+        item["id"] = f"re_{ident}"  # the canonical refund's id: one refund per webhook
     return orjson.dumps(event)
 
 
