@@ -266,6 +266,12 @@ class Senders:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    def take_figures(self) -> tuple[Counter[str], dict[str, float]]:
+        """The answers counted and slowest times since the last call (and start counting afresh)."""
+        figures = (self.statuses, self.slowest)
+        self.statuses, self.slowest = Counter(), {}
+        return figures
+
     @property
     def sent(self) -> int:
         return self._next
