@@ -39,8 +39,12 @@ from bridge.sinks.server import serve
 BOUND = 10.0
 #: a sender gives up after this long: counted as a hang
 HANG = 30.0
-SHORT = {"hold": 11.0, "senders": 4, "drain": 30.0}
-FULL = {"hold": 20.0, "senders": 8, "drain": 180.0}
+#: deliveries whose result could not be recorded while storage was away are sent again when their lease ends
+DISPATCHER = {"lease_seconds": 15}
+#: hold: how long SQLite stays locked (it must outlast the writer's wait for the lock to see any 503) and
+#: PostgreSQL stays frozen or stopped
+SHORT = {"hold": 12.0, "pg_hold": 6.0, "senders": 4, "drain": 25.0}
+FULL = {"hold": 20.0, "pg_hold": 20.0, "senders": 8, "drain": 180.0}
 
 HOLDER = """
 import sqlite3, sys, time
@@ -112,7 +116,11 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
     db = workdir / "outbox.db"
     async with serve(fake.app) as sink:
         config = write_config(
-            workdir, outbox_url=f"sqlite:///{db}", destinations={"convultra": convultra(sink)}, name="sqlite.yaml"
+            workdir,
+            outbox_url=f"sqlite:///{db}",
+            destinations={"convultra": convultra(sink, timeout_seconds=5)},
+            dispatcher=DISPATCHER,
+            name="sqlite.yaml",
         )
         bridge = BridgeProcess(config, workdir / "sqlite.log")
         await bridge.start_ready()
@@ -144,7 +152,11 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
     fake = ConvultraFake(CONVULTRA_KEY)
     async with serve(fake.app) as sink:
         config = write_config(
-            workdir, outbox_url=cluster.url, destinations={"convultra": convultra(sink)}, name="postgres.yaml"
+            workdir,
+            outbox_url=cluster.url,
+            destinations={"convultra": convultra(sink, timeout_seconds=5)},
+            dispatcher=DISPATCHER,
+            name="postgres.yaml",
         )
         bridge = BridgeProcess(config, workdir / "postgres.log")
         await bridge.start_ready()
@@ -165,8 +177,9 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
             await loop.run_in_executor(None, cluster.start)
 
         try:
-            await phase("postgres_frozen", senders, freeze, thaw, hold, figures, result)
-            await phase("postgres_restarted", senders, stop, start, hold, figures, result)
+            pg_hold = float(plan["pg_hold"])
+            await phase("postgres_frozen", senders, freeze, thaw, pg_hold, figures, result)
+            await phase("postgres_restarted", senders, stop, start, pg_hold, figures, result)
             await drain(result, "postgres", senders, fake, bridge, float(plan["drain"]))
         finally:
             cluster.thaw()

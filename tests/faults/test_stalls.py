@@ -1,0 +1,34 @@
+"""Storage stalls (short version of `python -m bench.faults stalls`)."""
+
+from pathlib import Path
+
+import pytest
+
+from bench.faults import stalls
+from tests.faults.conftest import can_postgres_cluster, finish, require
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+KNOWN = {
+    "sqlite_locked: an answer took": (
+        "SQLite writer: while another process holds the write lock, each queued batch waits out busy_timeout "
+        "(5 s, outbox/sqlite_schema.py WRITER_PRAGMAS) in turn, so a 503 can take ~2x5 s"
+    ),
+    "postgres_frozen:": (
+        "PostgreSQL outbox has no pool-acquire or statement timeout (outbox/postgres.py _write): a frozen server "
+        "makes every webhook hang instead of 503"
+    ),
+    "postgres_restarted: answers other than 200/503": (
+        "asyncpg InternalClientError from pool release after a server restart escapes outbox/postgres.py _write "
+        "untranslated: HTTP 500"
+    ),
+    "postgres: the backlog did not drain": (
+        "after a PostgreSQL restart the dispatcher delivers nothing more (no claim error is logged)"
+    ),
+    "postgres: acknowledged but never delivered": "(the same: delivery never resumes after the restart)",
+}
+
+
+async def test_storage_stalls_answer_503_in_time_and_lose_nothing(tmp_path: Path) -> None:
+    require(can_postgres_cluster(), "needs the PostgreSQL server binaries to start a private cluster")
+    finish(await stalls.run(False, tmp_path), KNOWN)
