@@ -37,6 +37,7 @@ TIMEOUT = 2.0
 #: the retry schedule of this trial: quick retries so several attempts fit in a short run
 SCHEDULE = [1.0, 1.0, 1.0, 1.0]
 RETRY_AFTER = 4
+CONCURRENCY = 2
 
 SHORT = {"webhooks": 2, "watch": 9.0}
 FULL = {"webhooks": 10, "watch": 14.0}
@@ -72,6 +73,7 @@ class FaultServer:
 
     def __init__(self) -> None:
         self.hits: dict[str, int] = {}
+        self.hit_times: dict[str, list[float]] = {}
         self.app = web.Application()
         self.app.router.add_route("*", "/status/{code}", self.status)
         self.app.router.add_route("*", "/hang", self.hang)
@@ -81,6 +83,7 @@ class FaultServer:
 
     def _hit(self, request: web.Request) -> None:
         self.hits[request.path_qs] = self.hits.get(request.path_qs, 0) + 1
+        self.hit_times.setdefault(request.path_qs, []).append(time.monotonic())
 
     async def status(self, request: web.Request) -> web.StreamResponse:
         self._hit(request)
@@ -151,7 +154,7 @@ async def fault_servers() -> AsyncIterator[tuple[FaultServer, str, str, int]]:
 
 
 def destination_for(name: str, kind: str, base: str, reset: str, refused: int) -> dict[str, Any]:
-    common = {"events": ["purchase"], "timeout_seconds": TIMEOUT, "concurrency": 2}
+    common = {"events": ["purchase"], "timeout_seconds": TIMEOUT, "concurrency": CONCURRENCY}
     if kind == "/elevar":
         return {
             "type": "elevar",
@@ -241,6 +244,15 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
                 len(attempts) == 1 and first["status"] == "dead", f"{name}: dead needs 1 attempt, got {verdicts}"
             )
             result.check(bool(first.get("last_error")) or bool(attempts[0]["error"]), f"{name}: dead without a reason")
+        elif kind.startswith("/status/429"):
+            # a 429 pauses the destination's whole lane for Retry-After: with many deliveries queued, each may
+            # wait several pauses for its turn. What must hold: tried again, and never more than `concurrency`
+            # requests inside one Retry-After window.
+            times = faults.hit_times.get(kind, [])
+            crowded = max((sum(1 for u in times if t <= u < t + RETRY_AFTER - 0.5) for t in times), default=0)
+            matrix[name] += f"/{len(times)}req"
+            result.check(len(times) >= 2, f"{name}: a retryable fault was tried only {len(times)} time(s)")
+            result.check(crowded <= CONCURRENCY, f"{name}: {crowded} requests inside one Retry-After window")
         else:
             result.check(len(attempts) >= 2, f"{name}: a retryable fault was tried only {len(attempts)} time(s)")
         if name in HONOURS_RETRY_AFTER and gap is not None:
