@@ -65,10 +65,10 @@ def main() -> None:
     parser.add_argument("--clock-origin", type=float)
     parser.add_argument("--unsafe-synchronous-normal", action="store_true")
     args = parser.parse_args()
-    logs.configure(args.log_level)
     if args.unsafe_synchronous_normal:
         _downgrade_to_normal()
     settings = load_settings(args.config, os.environ)
+    logs.configure(args.log_level, "text" if settings.log_format == "text" else "json", logs.secret_values(settings))
     clock = SharedScaledClock(args.clock_scale, args.clock_origin) if args.clock_scale else None
     app = create_app(settings, mappings=load_mappings(settings.mappings_dir), clock=clock)
     serve_app(app, settings, host="127.0.0.1", port=args.port)
