@@ -42,7 +42,7 @@ from bench.faults.harness import (
 from bridge.sinks.convultra import ConvultraFake
 from bridge.sinks.server import serve
 
-SHORT = {"cuts": 3, "senders": 4, "up": (0.5, 1.5)}
+SHORT = {"cuts": 4, "senders": 4, "up": (0.5, 1.5)}
 FULL = {"cuts": 20, "senders": 6, "up": (0.5, 3.0)}
 
 

@@ -43,7 +43,7 @@ HANG = 30.0
 DISPATCHER = {"lease_seconds": 15}
 #: hold: how long SQLite stays locked (it must outlast the writer's wait for the lock to see any 503) and
 #: PostgreSQL stays frozen or stopped
-SHORT = {"hold": 12.0, "pg_hold": 6.0, "senders": 4, "drain": 25.0}
+SHORT = {"hold": 12.0, "pg_hold": 6.0, "senders": 4, "drain": 20.0}
 FULL = {"hold": 20.0, "pg_hold": 20.0, "senders": 8, "drain": 180.0}
 
 HOLDER = """

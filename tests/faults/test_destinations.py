@@ -7,7 +7,7 @@ import pytest
 from bench.faults import destinations
 from tests.faults.conftest import finish
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 PARTIAL_BODY = (
     "dispatcher.py Dispatcher._http classifies a response on `response.content.read(MAX_RESPONSE_BYTES)`, which "

@@ -8,7 +8,7 @@ import pytest
 from bench.faults import diskfull
 from tests.faults.conftest import finish, require
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 async def test_full_disk_answers_503_writes_nothing_half_and_recovers(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from bench.faults import kill
 from tests.faults.conftest import finish
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 async def test_sigkill_under_load_loses_no_acknowledged_webhook(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from bench.faults import outage
 from tests.faults.conftest import finish
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 async def test_a_long_outage_drains_within_the_horizon_at_the_documented_rate(tmp_path: Path) -> None:

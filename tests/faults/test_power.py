@@ -9,11 +9,11 @@ import pytest
 from bench.faults import power
 from tests.faults.conftest import can_fuse, finish, require
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 async def test_power_cuts_lose_nothing_under_full_and_catch_normal(tmp_path: Path) -> None:
     require(os.geteuid() == 0 and can_fuse(), "needs root, /dev/fuse, fusermount and libfuse.so.2")
     result = await power.run(False, tmp_path, seed=11)
-    assert result.figures["cuts"] == 3 and result.figures["normal_cuts"] == 3, result.line()
+    assert result.figures["cuts"] == 4 and result.figures["normal_cuts"] == 4, result.line()
     finish(result)

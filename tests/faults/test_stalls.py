@@ -7,7 +7,7 @@ import pytest
 from bench.faults import stalls
 from tests.faults.conftest import can_postgres_cluster, finish, require
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 KNOWN = {
     "sqlite_locked: an answer took": (

@@ -7,7 +7,7 @@ import pytest
 from bench.faults import storm
 from tests.faults.conftest import can_postgres_cluster, finish, require
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 KNOWN = {
     "the sink refused requests: ['rate limited": (
