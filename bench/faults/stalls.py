@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.faults.harness import (
     CLEANUP,
     CONVULTRA_KEY,
@@ -116,6 +118,11 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
     hold = float(plan["hold"])
     result = Result("stalls", {})
     figures: dict[str, Any] = {}
+    bare_503: list[str] = []
+
+    def on_answer(ident: str, status: int, response: httpx.Response | None) -> None:
+        if status == 503 and response is not None and "retry-after" not in response.headers:
+            bare_503.append(ident)
 
     # 1. SQLite held by another writer
     fake = ConvultraFake(CONVULTRA_KEY)
@@ -130,7 +137,13 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
         )
         bridge = BridgeProcess(config, workdir / "sqlite.log")
         await bridge.start_ready()
-        senders = Senders(lambda: bridge.base, count=int(plan["senders"]), prefix="lite", timeout=HANG)  # type: ignore[call-overload]
+        senders = Senders(
+            lambda: bridge.base,
+            count=int(plan["senders"]),  # type: ignore[call-overload]
+            prefix="lite",
+            timeout=HANG,
+            on_answer=on_answer,
+        )
         senders.start()
         holder: list[subprocess.Popen[bytes]] = []
 
@@ -166,7 +179,13 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
         )
         bridge = BridgeProcess(config, workdir / "postgres.log")
         await bridge.start_ready()
-        senders = Senders(lambda: bridge.base, count=int(plan["senders"]), prefix="pg", timeout=HANG)  # type: ignore[call-overload]
+        senders = Senders(
+            lambda: bridge.base,
+            count=int(plan["senders"]),  # type: ignore[call-overload]
+            prefix="pg",
+            timeout=HANG,
+            on_answer=on_answer,
+        )
         senders.start()
         loop = asyncio.get_running_loop()
 
@@ -193,4 +212,5 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
             bridge.stop()
             cluster.destroy()
     result.figures = {**figures, **result.figures}
+    result.check(not bare_503, f"{len(bare_503)} answers of 503 without Retry-After")
     return result
