@@ -208,7 +208,7 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
         )
         try:
             senders.start()
-            await asyncio.gather(*senders._tasks)
+            await senders.wait()
             await asyncio.sleep(float(plan["watch"]))  # type: ignore[arg-type]
             rows: dict[str, list[dict[str, Any]]] = {}
             for name in FAULTS:

@@ -100,8 +100,7 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
                 recovered = await until(lambda: senders.statuses["200"] > before + 10, timeout=60, every=0.02)
                 recovery_s = time.monotonic() - grown_at
                 await asyncio.sleep(1.0)
-                senders.limit = senders.sent
-                await asyncio.wait_for(asyncio.gather(*senders._tasks, return_exceptions=True), 120)
+                await senders.settle(120)
 
                 async def drained() -> bool:
                     return senders.acked <= set(order_counts(fake)) and await outbox_busy(bridge.base) == 0

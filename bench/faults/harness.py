@@ -266,6 +266,15 @@ class Senders:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    async def wait(self) -> None:
+        """Until every sender has run out of webhooks to send (`limit` reached, everything acknowledged)."""
+        await asyncio.gather(*self._tasks)
+
+    async def settle(self, timeout: float) -> None:
+        """Send nothing new; resend what is not acknowledged yet until it is, as a provider would; wait for that."""
+        self.limit = self._next
+        await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout)
+
     def take_figures(self) -> tuple[Counter[str], dict[str, float]]:
         """The answers counted and slowest times since the last call (and start counting afresh)."""
         figures = (self.statuses, self.slowest)

@@ -57,8 +57,7 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
                 bridge.kill()
                 restart_s.append(await bridge.start_ready())
             # the providers stop sending new webhooks; what was not acknowledged yet is still retried until it is
-            senders.limit = senders.sent
-            await asyncio.wait_for(asyncio.gather(*senders._tasks, return_exceptions=True), 120)
+            await senders.settle(120)
             load_stopped = time.monotonic()
 
             async def drained() -> bool:

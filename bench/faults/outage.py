@@ -92,7 +92,7 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
     try:
         buyers.start()
         refunders.start()
-        await asyncio.gather(*buyers._tasks, *refunders._tasks)
+        await asyncio.gather(buyers.wait(), refunders.wait())
         queued_by_h = (clock.now() - start) / HOUR
 
         async def sample() -> dict[str, Any]:

@@ -153,9 +153,8 @@ async def one_run(workdir: Path, plan: dict[str, object], rand: Random, *, norma
                 fs.unmount()
                 run.cuts += 1
             # after the last restart: resend what was never acknowledged, then let everything drain
-            senders.limit = senders.sent
             senders.start()
-            await asyncio.wait_for(asyncio.gather(*senders._tasks, return_exceptions=True), 120)
+            await senders.settle(120)
             wanted = senders.acked - run.lost
 
             async def drained() -> bool:

@@ -93,8 +93,7 @@ async def phase(
 async def drain(
     result: Result, name: str, senders: Senders, fake: ConvultraFake, bridge: BridgeProcess, timeout: float
 ) -> None:
-    senders.limit = senders.sent
-    await asyncio.wait_for(asyncio.gather(*senders._tasks, return_exceptions=True), 180)
+    await senders.settle(180)
 
     async def drained() -> bool:
         return senders.acked <= set(order_counts(fake)) and await outbox_busy(bridge.base) == 0

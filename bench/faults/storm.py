@@ -73,8 +73,7 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
                     kills.append((time.monotonic(), slow.waiting))
                     victim.kill()
                     await victim.start_ready()
-                senders.limit = senders.sent
-                await asyncio.wait_for(asyncio.gather(*senders._tasks, return_exceptions=True), 120)
+                await senders.settle(120)
                 stopped = time.monotonic()
 
                 async def drained() -> bool:
