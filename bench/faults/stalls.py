@@ -102,9 +102,9 @@ async def drain(
     result.check(finished, f"{name}: the backlog did not drain in {timeout:g} s")
     if not finished:
         # stuck or lost? A fresh process on the same storage tells: what it delivers was stored all along
+        result.figures[f"{name}_stuck_until_restart"] = len(senders.acked - set(order_counts(fake)))
         bridge.stop()
         await bridge.start_ready()
-        result.figures[f"{name}_stuck_until_restart"] = len(senders.acked - set(order_counts(fake)))
         await until(drained, timeout=timeout, every=0.2)
     lost = senders.acked - set(order_counts(fake))
     result.figures[f"{name}_acknowledged"] = len(senders.acked)
