@@ -61,6 +61,8 @@ def create_app(
         destinations=build_destinations(settings),
         mappings=mappings,
     )
+    for destination in state.destinations.values():
+        destination.clock = state.clock  # age limits and send times read the app's clock
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

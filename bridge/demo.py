@@ -23,7 +23,7 @@ import httpx
 import orjson
 import yaml
 
-from bridge import logs, shipped
+from bridge import demo_platforms, logs, shipped
 from bridge.app import create_app
 from bridge.config import load_settings
 from bridge.sinks.base import StrictFake
@@ -57,7 +57,7 @@ def stripe_signature(body: bytes, secret: str, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def demo_config(directory: Path, sinks: dict[str, str]) -> Path:
+def demo_config(directory: Path, sinks: dict[str, str], extra: dict[str, Any] | None = None) -> Path:
     """bridge.yaml for the demo; every secret is a ${VAR} reference, as in production."""
     config = {
         "outbox": {"url": f"sqlite:///{directory / 'outbox.db'}"},
@@ -104,6 +104,7 @@ def demo_config(directory: Path, sinks: dict[str, str]) -> Path:
             },
         },
     }
+    config["destinations"].update(extra or {})  # type: ignore[attr-defined]
     path = directory / "bridge.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -138,7 +139,7 @@ def summarize(request: dict[str, Any]) -> list[str]:
     return lines
 
 
-async def _demo(verbose: bool) -> int:
+async def _demo(verbose: bool, everything: bool = False) -> int:
     env = {
         "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(24),
         "BRIDGE_OPS_TOKEN": secrets.token_urlsafe(24),
@@ -156,17 +157,25 @@ async def _demo(verbose: bool) -> int:
         "zenovay": ZenovayFake(env["ZENOVAY_TRACKING_CODE"]),
         "activation": DataActivationFake(env["DATA_ACTIVATION_API_KEY"]),
     }
+    if everything:  # the analytics and ad platforms too
+        env.update(demo_platforms.environment())
+        fakes.update(demo_platforms.fakes(env))
     samples = shipped.stripe_samples_dir()
     with tempfile.TemporaryDirectory(prefix="bridge-demo-") as tmp:
         async with AsyncExitStack() as stack:
             sinks = {name: await stack.enter_async_context(serve(fake.app)) for name, fake in fakes.items()}
-            settings = load_settings(demo_config(Path(tmp), sinks), env)
+            platforms = demo_platforms.destinations(sinks) if everything else {}
+            for name in platforms:
+                del sinks[name]  # the seed config below takes the seed sinks only
+            settings = load_settings(demo_config(Path(tmp), sinks, platforms), env)
             base = await stack.enter_async_context(serve(create_app(settings)))
             print(f"bridge listening on {base} (outbox {settings.outbox_url}); sinks on {', '.join(sinks.values())}\n")
             client = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=10))
             print("1. Stripe posts its webhooks (signed with the source's secret):")
             for case, meaning in SAMPLES:
                 body = (samples / f"{case}.json").read_bytes()
+                if everything:  # happening now: Meta and GA4 refuse events older than 7 days / 72 h
+                    body = orjson.dumps({**orjson.loads(body), "created": int(time.time()) - 60})
                 signature = stripe_signature(body, env["STRIPE_WEBHOOK_SECRET"], int(time.time()))
                 response = await client.post(
                     "/webhooks/stripe",
@@ -196,7 +205,7 @@ async def _demo(verbose: bool) -> int:
             for name, fake in fakes.items():
                 print(f"   {name} ({len(fake.received)} accepted, {len(fake.rejected)} refused)")
                 for request in fake.received:
-                    for line in summarize(request):
+                    for line in (demo_platforms.summarize if name in platforms else summarize)(request):
                         print(f"     {line}")
                 for request in fake.rejected:
                     print(f"     REFUSED {request['path']} {request['status']}: {request['why']}")
@@ -218,9 +227,9 @@ async def _demo(verbose: bool) -> int:
     return 0
 
 
-def run_demo(*, verbose: bool = False) -> int:
+def run_demo(*, verbose: bool = False, everything: bool = False) -> int:
     if verbose:
         logs.configure("INFO")
     else:
         logging.disable(logging.WARNING)
-    return asyncio.run(_demo(verbose))
+    return asyncio.run(_demo(verbose, everything))

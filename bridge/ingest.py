@@ -14,6 +14,7 @@ import orjson
 
 from bridge.destinations.base import Destination
 from bridge.errors import MappingEvalError
+from bridge.limits import DEFAULT_LIMITS, EventTooLarge, Limits, encode_events
 from bridge.outbox.base import IngestResult, NewDelivery, NewWebhook, Outbox, WebhookStatus
 from bridge.providers.base import InboundEvent, Provider
 
@@ -29,8 +30,16 @@ class Mapped:
     events: list[dict[str, Any]]
 
 
-def map_event(mapping: Any, event: InboundEvent, headers: Mapping[str, str], source: str, provider: str) -> Mapped:
-    """Run one provider event through its mapping. Never raises: failures become `mapping_failed`."""
+def map_event(
+    mapping: Any,
+    event: InboundEvent,
+    headers: Mapping[str, str],
+    source: str,
+    provider: str,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Mapped:
+    """Run one provider event through its mapping. Never raises: failures become `mapping_failed`, and so does
+    an event that cannot be written as JSON or is larger than `limits.max_event_bytes`."""
     if mapping is None:
         return Mapped("mapping_failed", "no mapping loaded for this source", [])
     try:
@@ -44,17 +53,21 @@ def map_event(mapping: Any, event: InboundEvent, headers: Mapping[str, str], sou
         return Mapped("ignored", f"event type {event.event_type!r} is not mapped", [])
     if not events:
         return Mapped("ignored", "no rule matched", [])
+    try:
+        encode_events(events, limits)
+    except EventTooLarge as exc:
+        return Mapped("mapping_failed", str(exc), [])
     return Mapped("accepted", None, events)
 
 
 def route(events: Sequence[Mapping[str, Any]], destinations: Mapping[str, Destination]) -> list[NewDelivery]:
-    """One delivery per (event, destination that routes the event's name)."""
+    """One delivery per (event, destination that routes the event's name and accepts the event)."""
     deliveries = []
     for event in events:
         name = event["name"]
         payload: bytes | None = None
         for dest_name, destination in destinations.items():
-            if destination.routes(name):
+            if destination.routes(name) and destination.accepts(event):
                 payload = payload or orjson.dumps(event)
                 deliveries.append(NewDelivery(dest_name, name, str(event["id"]), payload))
     return deliveries
@@ -95,12 +108,13 @@ async def store(
     body: bytes,
     headers: Mapping[str, str],
     received_at: float,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> IngestOutcome:
     """Map and store every provider event of one verified webhook. Raises OutboxError if storage fails."""
     header_blob = stored_headers(provider, headers)
     webhooks = []
     for event in inbound:
-        mapped = map_event(mapping, event, headers, source, provider.type)
+        mapped = map_event(mapping, event, headers, source, provider.type, limits)
         webhooks.append(
             NewWebhook(
                 source=source,

@@ -16,6 +16,7 @@ import orjson
 from bridge.destinations.base import Destination
 from bridge.errors import BridgeError
 from bridge.ingest import map_event, route
+from bridge.limits import DEFAULT_LIMITS, Limits
 from bridge.mapping import MappingSet
 from bridge.providers.base import Provider
 
@@ -45,6 +46,7 @@ async def replay_webhook(
     now: float,
     dry_run: bool,
     force: bool,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """Re-map one stored webhook (a row from outbox.get_webhook) and, unless dry_run, store the result."""
     report: dict[str, Any] = {"webhook_id": webhook["id"], "status_before": webhook["status"], "dry_run": dry_run}
@@ -61,7 +63,9 @@ async def replay_webhook(
     if not inbound:
         report["error"] = "the stored body no longer contains this event"
         return report
-    mapped = map_event(mappings.get(provider.mapping_name), inbound[0], headers, webhook["source"], provider.type)
+    mapped = map_event(
+        mappings.get(provider.mapping_name), inbound[0], headers, webhook["source"], provider.type, limits
+    )
     deliveries = route(mapped.events, destinations)
     existing = {(d["destination"], d["event_name"], d["event_id"]): d["status"] for d in webhook.get("deliveries", [])}
     planned = []
