@@ -10,8 +10,8 @@ from tests.faults.conftest import finish
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 PARTIAL_BODY = (
-    "dispatcher.py Dispatcher._http classifies a response on `response.content.read(MAX_RESPONSE_BYTES)`, which "
-    "returns the first chunk only: a 200 reset mid-body or trickled 1 byte/s counts as delivered at once"
+    "sending.py Sender.http classifies a response on `response.content.read(MAX_RESPONSE_BYTES)`, which returns the "
+    "first chunk only: a 200 reset mid-body or trickled 1 byte/s counts as delivered at once"
 )
 KNOWN = {"reset-mid-response:": PARTIAL_BODY, "trickle-1-byte-per-s:": PARTIAL_BODY}
 
