@@ -20,12 +20,8 @@ KNOWN = {
     ),
     "postgres_restarted: answers other than 200/503": (
         "asyncpg InternalClientError from pool release after a server restart escapes outbox/postgres.py _write "
-        "untranslated: HTTP 500"
+        "untranslated (_DB_ERRORS lacks it): HTTP 500 or a dropped connection"
     ),
-    "postgres: the backlog did not drain": (
-        "after a PostgreSQL restart the dispatcher delivers nothing more (no claim error is logged)"
-    ),
-    "postgres: acknowledged but never delivered": "(the same: delivery never resumes after the restart)",
 }
 
 
