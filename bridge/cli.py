@@ -197,7 +197,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
-    code: int = run_demo(verbose=args.verbose, everything=args.all)
+    code: int = run_demo(verbose=args.verbose, everything=args.all, source=args.source)
     return code
 
 
@@ -306,8 +306,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                     if args.destination:
                         body["destination"] = args.destination
                     response = client.post("/ops/deliveries/retry", json=body)
-            else:  # purge
-                response = client.post("/ops/outbox/purge", json={"older_than_days": args.older_than_days})
+            else:  # purge: the service's retention rule, or rows older than --older-than-days
+                purge: dict[str, object] = {}
+                if args.older_than_days is not None:
+                    purge["older_than_days"] = args.older_than_days
+                response = client.post("/ops/outbox/purge", json=purge)
     except httpx.HTTPError as exc:
         print(f"cannot reach the bridge at {url}: {exc}", file=sys.stderr)
         return 1
@@ -379,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the whole flow locally against built-in sinks and exit")
     demo.add_argument("--verbose", action="store_true", help="print the bridge's log lines too")
     demo.add_argument("--all", action="store_true", help="also the analytics and ad platforms' sinks")
+    demo.add_argument(
+        "--source",
+        default="stripe",
+        choices=["stripe", "apple_app_store", "braintree", "fastspring", "google_play", "maxio", "mercadopago",
+                 "paystack", "recharge", "revenuecat"],
+        help="whose sample webhooks to post (default: stripe)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     validate = with_config(
@@ -397,7 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--destination")
     outbox.add_argument("--limit", type=int, default=50)
     outbox.add_argument("--cursor", type=int)
-    outbox.add_argument("--older-than-days", type=float, default=30.0)
+    outbox.add_argument(
+        "--older-than-days",
+        type=float,
+        help="purge: delete finished rows older than this (default: the config's retention.delivered_days); "
+        "dedup keys always follow retention.dedup_days",
+    )
     outbox.set_defaults(func=cmd_outbox)
     return parser
 

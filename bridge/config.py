@@ -47,6 +47,31 @@ class DispatcherSettings:
 
 
 @dataclass(frozen=True)
+class OutboxTimeouts:
+    """`outbox:` bounds on waiting for storage, so a stuck store is a 503 (the provider retries), never a hang."""
+
+    #: PostgreSQL: wait for a pooled connection (and to connect one); SQLite: wait for the database's write lock
+    acquire_seconds: float = 5.0
+    #: PostgreSQL: the longest one statement may run, lock waits included
+    statement_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """`retention:` what the periodic purge keeps (bridge/maintenance.py)."""
+
+    #: delivered deliveries with their attempts, and webhooks with nothing left to deliver, older than this are
+    #: deleted; 0 keeps everything
+    delivered_days: float = 30.0
+    #: dedup keys (event ids, body hashes, delivered facts) outlive their rows this long; 0 keeps them for good
+    dedup_days: float = 90.0
+
+
+#: providers retry for up to 30 days (Adyen); dedup keys must outlive that
+MIN_DEDUP_DAYS = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     outbox_url: str
     mappings_dir: Path
@@ -72,6 +97,8 @@ class Settings:
     log_level: str | None = None
     #: where the config came from (for messages)
     path: str = "<settings>"
+    outbox_timeouts: OutboxTimeouts = field(default_factory=OutboxTimeouts)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 @dataclass(frozen=True)
@@ -316,14 +343,17 @@ def _read_root(r: _Reader, read: _Read, text: str, base_dir: Path) -> Settings:
             "max_body_bytes",
             "limits",
             "log",
+            "retention",
         },
         "the config",
     )
 
     outbox = r.mapping(root, "outbox", required=True)
-    r.check_keys(outbox, {"url"}, "outbox")
+    r.check_keys(outbox, {"url", *_OUTBOX_TIMEOUT_KEYS}, "outbox")
     url = r.string(outbox, "url", required=True) or ""
     outbox_url = _resolve_outbox_url(r, outbox, url, base_dir) if url else ""
+    outbox_timeouts = _read_outbox_timeouts(r, outbox)
+    retention = _read_retention(r, r.mapping(root, "retention"))
 
     ops = r.mapping(root, "ops")
     r.check_keys(ops, {"token", "public_metrics"}, "ops")
@@ -377,6 +407,8 @@ def _read_root(r: _Reader, read: _Read, text: str, base_dir: Path) -> Settings:
         log_format=log_format,
         log_level=log_level,
         path=file,
+        outbox_timeouts=outbox_timeouts,
+        retention=retention,
     )
 
 
@@ -656,3 +688,36 @@ def _read_dispatcher(r: _Reader, node: YamlMap) -> DispatcherSettings:
         retry=policy,
         shutdown_grace_seconds=r.number(node, "shutdown_grace_seconds", 10.0),
     )
+
+
+_OUTBOX_TIMEOUT_KEYS = ("acquire_timeout_seconds", "statement_timeout_seconds")
+
+
+def _read_outbox_timeouts(r: _Reader, outbox: YamlMap) -> OutboxTimeouts:
+    """`outbox: {acquire_timeout_seconds, statement_timeout_seconds}` (both > 0: a wait without a bound is a hang)."""
+    default = OutboxTimeouts()
+    return OutboxTimeouts(
+        acquire_seconds=r.number(
+            outbox, "acquire_timeout_seconds", default.acquire_seconds, minimum=0.01, maximum=3600
+        ),
+        statement_seconds=r.number(
+            outbox, "statement_timeout_seconds", default.statement_seconds, minimum=0.01, maximum=3600
+        ),
+    )
+
+
+def _read_retention(r: _Reader, node: YamlMap) -> RetentionSettings:
+    """`retention: {delivered_days, dedup_days}`; dedup keys must outlive the providers' retries."""
+    r.check_keys(node, {"delivered_days", "dedup_days"}, "retention")
+    default = RetentionSettings()
+    delivered = r.number(node, "delivered_days", default.delivered_days, maximum=36500)
+    dedup = r.number(node, "dedup_days", default.dedup_days, maximum=36500)
+    if 0 < dedup < MIN_DEDUP_DAYS:
+        r.error(
+            node.value_mark("dedup_days"),
+            f"dedup_days {dedup:g} is shorter than the providers' retries: a retry after the keys are gone would be "
+            "stored and delivered again",
+            f"use at least {MIN_DEDUP_DAYS:g} (Adyen retries for 30 days), or 0 to keep the keys for good",
+        )
+        dedup = default.dedup_days
+    return RetentionSettings(delivered_days=delivered, dedup_days=dedup)

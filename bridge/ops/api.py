@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.errors import OutboxError
+from bridge.maintenance import purge_expired
 from bridge.metrics import CONTENT_TYPE
 from bridge.ops import lanes
 from bridge.ops.params import DAYS_MAX, ID_MAX, SECONDS_MAX, number, whole
@@ -295,15 +296,18 @@ def routes(state: BridgeState) -> list[Route]:
         return _json(vars(status), 200 if status.ok else 422)
 
     async def purge(request: Request) -> Response:
+        """The retention rule of bridge/maintenance.py, now; `older_than_days` overrides the row horizon."""
         params = await json_body(request)
-        days = number(params.get("older_than_days", 30), "older_than_days", minimum=1, maximum=DAYS_MAX)
-        if days is None:
-            raise ValueError("older_than_days must be at least 1 (providers retry for days; ids must stay known)")
+        days = number(params.get("older_than_days"), "older_than_days", minimum=1, maximum=DAYS_MAX)
         statuses = params.get("statuses", ["delivered"])
         if not isinstance(statuses, list) or not set(statuses) <= {"delivered", "dead"}:
             raise ValueError('statuses is a list of "delivered" and/or "dead"')
-        deleted = await outbox().purge(state.clock.now() - days * 86400, tuple(statuses))
-        return _json({"deleted_deliveries": deleted})
+        report = await purge_expired(
+            outbox(), state.clock.now(), state.settings.retention, delivered_days=days, statuses=tuple(statuses)
+        )
+        return _json(
+            {"deleted_deliveries": report.deliveries, "deleted_webhooks": report.webhooks, "deleted_keys": report.keys}
+        )
 
     return [
         Route("/healthz", healthz),
