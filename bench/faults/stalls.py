@@ -43,9 +43,9 @@ BOUND = 10.0
 HANG = 30.0
 #: deliveries whose result could not be recorded while storage was away are sent again when their lease ends
 DISPATCHER = {"lease_seconds": 15}
-#: hold: how long SQLite stays locked (it must outlast the writer's wait for the lock to see any 503) and
-#: PostgreSQL stays frozen or stopped
-SHORT = {"hold": 12.0, "pg_hold": 6.0, "senders": 4, "drain": 20.0}
+#: hold: how long SQLite stays locked, pg_hold how long PostgreSQL stays frozen or stopped; both must outlast the
+#: outbox's own waits (lock wait; pool acquire plus statement timeout) for a 503 to show
+SHORT = {"hold": 12.0, "pg_hold": 12.0, "senders": 4, "drain": 20.0}
 FULL = {"hold": 20.0, "pg_hold": 20.0, "senders": 8, "drain": 180.0}
 
 HOLDER = """

@@ -14,9 +14,9 @@ KNOWN = {
         "SQLite writer: while another process holds the write lock, each queued batch waits out busy_timeout "
         "(5 s, outbox/sqlite_schema.py WRITER_PRAGMAS) in turn, so a 503 can take ~2x5 s"
     ),
-    "postgres_frozen:": (
-        "PostgreSQL outbox has no pool-acquire or statement timeout (outbox/postgres.py _write): a frozen server "
-        "makes every webhook hang instead of 503"
+    "postgres_frozen: an answer took": (
+        "PostgreSQL outbox: a frozen server's 503 comes after the pool-acquire timeout plus the client statement "
+        "timeout (5 s + 5 s + 1 s by default, outbox/postgres.py), ~11 s"
     ),
     "postgres_restarted: answers other than 200/503": (
         "asyncpg InternalClientError from pool release after a server restart escapes outbox/postgres.py _write "
