@@ -105,6 +105,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     import orjson
 
     from bridge.app import build_destinations, build_providers
+    from bridge.clock import SystemClock
     from bridge.mapping import load_mappings
     from bridge.preview import format_text, preview
 
@@ -125,6 +126,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         destinations=build_destinations(settings),
         body=body,
         headers=headers,
+        received_at=SystemClock().now(),
     )
     if args.format == "json":
         _print_json(report)

@@ -55,13 +55,15 @@ def preview(
     destinations: Mapping[str, Destination],
     body: bytes,
     headers: Mapping[str, str],
+    received_at: float,
 ) -> dict[str, Any]:
-    """A JSON-ready description: per provider event, the mapping status, canonical events and the requests."""
+    """A JSON-ready description: per provider event, the mapping status, canonical events and the requests.
+    `received_at` stands for the time the webhook would be received (what a mapping reads as `_received_at`)."""
     headers = {k.lower(): v for k, v in headers.items()}
     mapping = mappings.get(provider.mapping_name)
     result: dict[str, Any] = {"source": source, "provider": provider.type, "events": []}
     for inbound in provider.parse(body, headers):
-        mapped = map_event(mapping, inbound, headers, source, provider.type)
+        mapped = map_event(mapping, inbound, headers, source, provider.type, received_at=received_at)
         entry: dict[str, Any] = {
             "provider_event_id": inbound.event_id,
             "event_type": inbound.event_type,

@@ -1,8 +1,10 @@
 """POST /webhooks/{source}: read the raw body (bounded), verify, parse, map and store, then acknowledge.
 
 Served as plain ASGI by `WebhookFront`, which sits in front of Starlette's router: the ingest path builds no
-Request or Response objects and runs no route matching or exception wrapping. Every other path goes on to the
-Starlette app (ops, health, metrics, and a 404/405 for anything else).
+Request or Response objects and runs no route matching or exception wrapping. Another method on a configured
+source's URL is answered here too (`other_method`: a GET the provider serves, such as Braintree's URL
+challenge, else 405). Every other path goes on to the Starlette app (ops, health, metrics, and a 404 for
+anything else, an unknown source included).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bridge import logs
 from bridge.errors import OutboxError, PayloadError, SignatureError
 from bridge.ingest import store
 from bridge.limits import check_body, check_event_count
+from bridge.providers.base import Provider
 from bridge.providers.params import request_headers
 from bridge.state import BridgeState
 
@@ -200,8 +203,23 @@ async def _handle(
     return ack.status_code, ack.body, [(b"content-type", ack.media_type.encode("latin-1"))]
 
 
+def other_method(provider: Provider, source: str, scope: Scope) -> tuple[int, bytes, list[Any]]:
+    """(status, body, headers) for a request other than POST to a configured source: the provider's answer to a
+    GET where it has one (`Provider.answer_get`), else 405 naming the methods the URL takes."""
+    method = scope["method"]
+    if method == "GET":
+        ack = provider.answer_get(scope.get("query_string", b""))
+        if ack is not None:
+            log.info("GET answered", extra={"source": source, "status": ack.status_code})
+            return ack.status_code, ack.body, [(b"content-type", ack.media_type.encode("latin-1"))]
+    allow = "GET, POST" if type(provider).answer_get is not Provider.answer_get else "POST"
+    status, body, headers = _error(405, f"{method[:16]} is not allowed here: {allow}")
+    return status, body, [*headers, (b"allow", allow.encode())]
+
+
 class WebhookFront:
-    """ASGI middleware answering POST /webhooks/{source} itself; everything else goes to `app`."""
+    """ASGI middleware answering /webhooks/{source} of a configured source itself (POST, and `other_method` for
+    the rest); everything else goes to `app`."""
 
     def __init__(self, app: ASGIApp, state: BridgeState) -> None:
         self.app = app
@@ -212,12 +230,16 @@ class WebhookFront:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         source = path[len(_PREFIX) :] if path.startswith(_PREFIX) else ""
         if not source or "/" in source or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        try:
-            status, body, headers = await handle(self.state, source, scope, receive, self.deadlines)
-        except ClientGone:
-            return
+            provider = self.state.providers.get(source) if source and "/" not in source else None
+            if provider is None:
+                await self.app(scope, receive, send)
+                return
+            status, body, headers = other_method(provider, source, scope)
+        else:
+            try:
+                status, body, headers = await handle(self.state, source, scope, receive, self.deadlines)
+            except ClientGone:
+                return
         headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
