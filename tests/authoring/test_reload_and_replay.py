@@ -9,10 +9,14 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from bridge.app import create_app
+from bridge.config import load_settings
 from bridge.sinks.convultra import ConvultraFake
 from bridge.sinks.server import serve
 from tests.core.test_delivery import API_KEY, eventually
-from tests.harness import MAPPINGS, Bridge, running_bridge, stripe_case
+from tests.harness import MAPPINGS, Bridge, running_bridge, stripe_case, write_config
 
 BROKEN_TOTAL = "minor_to_major(data.object.amount_received, data.object.currency, 'stripe')"
 PI_TOTAL_LINE = f'        order.total: "{BROKEN_TOTAL}"\n'  # in the payment_intent.succeeded rule
@@ -77,12 +81,18 @@ async def test_broken_edit_is_rejected_and_a_good_edit_is_used(tmp_path: Path) -
 
 
 async def test_sighup_reloads(tmp_path: Path) -> None:
+    """Only the signal can reload here: the file watcher is off (reload_interval=None)."""
     mappings = copy_mappings(tmp_path)
-    async with running_bridge(tmp_path, destinations={}, dispatch=False, extra={"mappings": str(mappings)}) as bridge:
-        version = (await bridge.ops("GET", "/ops/mappings")).json()["version"]
-        edit(mappings / "stripe.yaml", PI_TOTAL_LINE, PI_TOTAL_LINE + "        order.channel: \"'web'\"\n")
-        os.kill(os.getpid(), signal.SIGHUP)
-        await eventually(lambda: _version_changed(bridge, version))
+    settings = load_settings(write_config(tmp_path, destinations={}, extra={"mappings": str(mappings)}), {})
+    app = create_app(settings, dispatch=False, reload_interval=None)
+    async with app.router.lifespan_context(app):
+        bridge = Bridge(app, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b"), settings)
+        async with bridge.client:
+            version = (await bridge.ops("GET", "/ops/mappings")).json()["version"]
+            edit(mappings / "stripe.yaml", PI_TOTAL_LINE, PI_TOTAL_LINE + "        order.channel: \"'web'\"\n")
+            os.kill(os.getpid(), signal.SIGHUP)
+            await eventually(lambda: _version_changed(bridge, version))
+            assert (await bridge.ops("GET", "/ops/mappings")).json()["last_reload"]["ok"] is True
 
 
 async def test_replay_fixes_a_mapping_failed_webhook_and_delivers_it_once(tmp_path: Path) -> None:
