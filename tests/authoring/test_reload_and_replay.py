@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -17,6 +16,7 @@ from bridge.sinks.convultra import ConvultraFake
 from bridge.sinks.server import serve
 from tests.core.test_delivery import API_KEY, eventually
 from tests.harness import MAPPINGS, Bridge, running_bridge, stripe_case, write_config
+from tests.sentinel import send_sentinel, settled, without_sentinel
 
 BROKEN_TOTAL = "minor_to_major(data.object.amount_received, data.object.currency, 'stripe')"
 PI_TOTAL_LINE = f'        order.total: "{BROKEN_TOTAL}"\n'  # in the payment_intent.succeeded rule
@@ -129,12 +129,13 @@ async def test_replay_fixes_a_mapping_failed_webhook_and_delivers_it_once(tmp_pa
             # replaying again (and in bulk) never sends it twice...
             again = (await bridge.ops("POST", "/ops/webhooks/replay", json={"source": "stripe"})).json()
             assert again["deliveries"] == {"skip": 1}
-            await asyncio.sleep(0.3)
-            assert len(fake.received) == 1
+            sentinel = await send_sentinel(bridge, [fake])  # posted after the replay: once it is in, all is in
+            await settled(bridge)
+            assert len(fake.received) == 2 and len(without_sentinel(fake.received, sentinel)) == 1
             # ...unless forced
             forced = (await bridge.ops("POST", f"/ops/webhooks/{webhook_id}/replay", json={"force": True})).json()
             assert forced["result"]["reset"] == 1
-            await eventually(lambda: len(fake.received) == 2)
+            await eventually(lambda: len(fake.received) == 3)
             assert (await bridge.ops("GET", f"/ops/webhooks/{webhook_id}")).json()["status"] == "accepted"
 
 
