@@ -81,6 +81,7 @@ def create_app(
         http = session or new_session()
         if dispatch:
             state.dispatcher = Dispatcher(state.outbox, state.destinations, http, state.clock, settings.dispatcher)
+            state.dispatcher.on_request = state.metrics.request
             await state.dispatcher.start()
         log.info(
             "bridge started", extra={"sources": sorted(state.providers), "destinations": sorted(state.destinations)}

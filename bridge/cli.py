@@ -33,8 +33,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bridge.app import create_app
     from bridge.mapping import load_mappings
 
-    logs.configure(args.log_level)
     settings = _settings(args)
+    level = args.log_level or settings.log_level or "INFO"
+    logs.configure(level, "text" if settings.log_format == "text" else "json", logs.secret_values(settings))
     mappings = load_mappings(settings.mappings_dir)
     app = create_app(settings, mappings=mappings)
     # Everything loaded so far lives for the whole process: keep it out of the collector's scans, and collect
@@ -58,8 +59,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from bridge.config import unset_variables
     from bridge.mapping import check_mappings
 
+    unset = unset_variables(_config_path(args), os.environ)
+    for variable in unset:
+        print(f"error: {variable}", file=sys.stderr)
+    if unset:
+        print(f"{len(unset)} environment variable(s) to set", file=sys.stderr)
+        return 2
     settings = _settings(args)
     errors = check_mappings(settings.mappings_dir)
     for error in errors:
@@ -67,6 +75,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     if errors:
         print(f"{len(errors)} error(s)", file=sys.stderr)
         return 1
+    from bridge.mapping import load_mappings
+    from bridge.providers.coverage import unsigned_field_warnings
+
+    for warning in unsigned_field_warnings(settings.sources, load_mappings(settings.mappings_dir)):
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"ok: {settings.path}: {len(settings.sources)} source(s), {len(settings.destinations)} destination(s); "
         f"mappings in {settings.mappings_dir}"
@@ -155,6 +168,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bridge.init import write_starter
+
+    path = Path(args.output)
+    made = write_starter(path, args.source or [], args.destination or [], force=args.force)
+    print(f"wrote {path} and {path.parent / 'mappings'}/ ({', '.join(made.mappings) or 'no sources'})")
+    print("set these environment variables, then run `bridge check --config " + str(path) + "`:")
+    for variable in made.variables:
+        print(f"  {variable}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
@@ -227,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = with_config(sub.add_parser("serve", help="run ingest and the dispatcher"))
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL", "INFO"))
+    serve.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL"), help="default: log.level or INFO")
     serve.add_argument(
         "--proxy-headers", action="store_true", help="trust X-Forwarded-For/Proto (only behind your own proxy)"
     )
@@ -265,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--url", help="bridge base URL (default: from the config's server section)")
     replay.add_argument("--token", help="ops token (default: $BRIDGE_OPS_TOKEN or the config)")
     replay.set_defaults(func=cmd_replay)
+
+    init = sub.add_parser("init", help="write a commented starter bridge.yaml (and the sources' mappings)")
+    init.add_argument("--source", action="append", metavar="PROVIDER", help="a provider type (repeat)")
+    init.add_argument("--destination", action="append", metavar="TYPE", help="a destination type (repeat)")
+    init.add_argument("--output", default="bridge.yaml", help="where to write it (default ./bridge.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=cmd_init)
 
     demo = sub.add_parser("demo", help="run the whole flow locally against built-in sinks and exit")
     demo.add_argument("--verbose", action="store_true", help="print the bridge's log lines too")

@@ -51,6 +51,10 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     host: str = "127.0.0.1"
     port: int = 8080
+    #: log line format: json (one object per line) or text (key=value)
+    log_format: str = "json"
+    #: log level name (INFO, WARNING, ...); the CLI's --log-level or BRIDGE_LOG_LEVEL overrides it
+    log_level: str | None = None
     #: where the config came from (for messages)
     path: str = "<settings>"
 
@@ -164,6 +168,35 @@ def load_settings(path: str | Path, environ: Mapping[str, str]) -> Settings:
     return parse_settings(text, str(file), environ, base_dir=file.resolve().parent)
 
 
+def unset_variables(path: str | Path, environ: Mapping[str, str]) -> list[ConfigError]:
+    """Every `${VAR}` (without a default) in the config file whose variable is unset, each located; so a
+    fresh config's missing secrets are listed at once (loading stops at the first)."""
+    file = Path(path)
+    try:
+        root = load(file.read_text(encoding="utf-8"), str(file), ConfigError)
+    except (OSError, ConfigError):
+        return []  # load_settings reports these
+    found: list[ConfigError] = []
+
+    def walk(node: Any, mark: tuple[int, int]) -> None:
+        if isinstance(node, YamlMap):
+            for key in node:
+                walk(node[key], node.value_mark(key))
+        elif isinstance(node, YamlList):
+            for index, item in enumerate(node):
+                walk(item, node.item_mark(index))
+        elif isinstance(node, str):
+            for match in _VAR.finditer(node):
+                name, default = match.group(1), match.group(2)
+                if name and default is None and name not in environ:
+                    hint = f"export {name}=… (or put it in your secret store's environment)"
+                    found.append(ConfigError(f"environment variable {name} is not set", file=str(file),
+                                             line=mark[0], column=mark[1], hint=hint))
+
+    walk(root, (1, 1))
+    return found
+
+
 def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir: Path) -> Settings:
     r = _Reader(file, environ)
     root = load(text, file, ConfigError)
@@ -172,7 +205,7 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
     root = r.interpolate(root, root.start)
     r.check_keys(
         root,
-        {"outbox", "ops", "mappings", "sources", "destinations", "dispatcher", "server", "max_body_bytes"},
+        {"outbox", "ops", "mappings", "sources", "destinations", "dispatcher", "server", "max_body_bytes", "log"},
         "the config",
     )
 
@@ -200,6 +233,7 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
     host = r.string(server, "host", default="127.0.0.1") or "127.0.0.1"
     port = r.integer(server, "port", 8080, minimum=0)
 
+    log_format, log_level = _read_log(r, r.mapping(root, "log"))
     sources = _read_sources(r, r.mapping(root, "sources"), mappings_dir, max_body)
     destinations = _read_destinations(r, r.mapping(root, "destinations"))
     dispatcher = _read_dispatcher(r, r.mapping(root, "dispatcher"))
@@ -213,8 +247,22 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str], *, base_dir
         max_body_bytes=max_body,
         host=host,
         port=port,
+        log_format=log_format,
+        log_level=log_level,
         path=file,
     )
+
+
+def _read_log(r: _Reader, node: YamlMap) -> tuple[str, str | None]:
+    """`log: {format: json | text, level: INFO}`."""
+    r.check_keys(node, {"format", "level"}, "log")
+    fmt = r.string(node, "format", default="json") or "json"
+    if fmt not in ("json", "text"):
+        raise r.fail(node.value_mark("format"), f"log format must be json or text, got {fmt!r}")
+    level = r.string(node, "level")
+    if level is not None and level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise r.fail(node.value_mark("level"), f"unknown log level {level!r}", "DEBUG, INFO, WARNING or ERROR")
+    return fmt, level
 
 
 def _resolve_outbox_url(r: _Reader, outbox: YamlMap, url: str, base_dir: Path) -> str:

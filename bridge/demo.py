@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import sys
 import tempfile
 import time
 from contextlib import AsyncExitStack
@@ -24,7 +23,7 @@ import httpx
 import orjson
 import yaml
 
-from bridge import logs
+from bridge import logs, shipped
 from bridge.app import create_app
 from bridge.config import load_settings
 from bridge.sinks.base import StrictFake
@@ -38,7 +37,6 @@ from bridge.sinks.servoki import PATH as SERVOKI_PATH
 from bridge.sinks.servoki import ServokiFake
 from bridge.sinks.zenovay import ZenovayFake
 
-ROOT = Path(__file__).resolve().parent.parent
 #: (fixture case, what it shows)
 SAMPLES = [
     ("checkout.session.completed", "a paid Checkout session"),
@@ -64,7 +62,7 @@ def demo_config(directory: Path, sinks: dict[str, str]) -> Path:
     config = {
         "outbox": {"url": f"sqlite:///{directory / 'outbox.db'}"},
         "ops": {"token": "${BRIDGE_OPS_TOKEN}"},
-        "mappings": str(ROOT / "mappings"),
+        "mappings": str(shipped.mappings_dir()),
         "sources": {"stripe": {"provider": "stripe", "secrets": ["${STRIPE_WEBHOOK_SECRET}"]}},
         "destinations": {
             "convultra": {
@@ -158,10 +156,7 @@ async def _demo(verbose: bool) -> int:
         "zenovay": ZenovayFake(env["ZENOVAY_TRACKING_CODE"]),
         "activation": DataActivationFake(env["DATA_ACTIVATION_API_KEY"]),
     }
-    samples = ROOT / "fixtures" / "stripe"
-    if not samples.is_dir():
-        print(f"error: the Stripe samples are not at {samples}; run the demo from a checkout", file=sys.stderr)
-        return 2
+    samples = shipped.stripe_samples_dir()
     with tempfile.TemporaryDirectory(prefix="bridge-demo-") as tmp:
         async with AsyncExitStack() as stack:
             sinks = {name: await stack.enter_async_context(serve(fake.app)) for name, fake in fakes.items()}

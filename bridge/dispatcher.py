@@ -21,13 +21,14 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import aiohttp
 import orjson
 
+from bridge import logs
 from bridge.clock import Clock
 from bridge.config import DispatcherSettings
 from bridge.destinations.base import (
@@ -109,6 +110,8 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
         self._claims = 0
+        #: called with (destination, seconds) after each destination request (the app points it at its metrics)
+        self.on_request: Callable[[str, float], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -216,6 +219,7 @@ class Dispatcher:
         return batch
 
     async def _worker(self, lane: Lane) -> None:
+        logs.bind(destination=lane.destination.name)  # every line from this lane (and its sends) names it
         while not self._stopping:
             if not lane.queue:
                 await lane.ready.wait()
@@ -255,7 +259,11 @@ class Dispatcher:
         try:
             applied = await self.outbox.complete(results)
         except OutboxError as exc:
-            log.error("recording %d attempts for %s failed: %s", len(results), lane.destination.name, exc)
+            log.error(
+                "recording attempts failed: %s",
+                exc,
+                extra={"destination": lane.destination.name, "delivery_ids": [r.delivery_id for r in results]},
+            )
             return
         lane.stats.lost_leases += applied.count(False)
 
@@ -291,6 +299,8 @@ class Dispatcher:
         stats.requests += 1
         if latency is not None:
             stats.latency_ms_total += latency
+            if self.on_request is not None:
+                self.on_request(destination.name, latency / 1000)
         if outcome.verdict is Verdict.DELIVERED:
             lane.limiter.succeeded()
             stats.last_success_at = now
@@ -326,6 +336,18 @@ class Dispatcher:
                     error=error,
                     response_excerpt=excerpt,
                 )
+            )
+        if outcome.verdict is not Verdict.DELIVERED:
+            log.warning(
+                "delivery attempt failed",
+                extra={
+                    "destination": destination.name,
+                    "delivery_ids": [d.id for d in batch],
+                    "webhook_ids": sorted({d.webhook_id for d in batch}),
+                    "verdicts": sorted({r.verdict for r in results}),
+                    "status_code": status,
+                    "reason": outcome.reason,
+                },
             )
         return results
 

@@ -1,87 +1,190 @@
-"""In-process counters, rendered as Prometheus text at GET /metrics."""
+"""Every Prometheus metric the bridge exposes at GET /metrics, with its help text, on prometheus-client.
+
+Each app owns one `Metrics` and so one `CollectorRegistry` (tests and the demo start several apps in a
+process; the library's global registry would mix them). Counters and histograms are updated where things
+happen (ingest, the dispatcher's request hook); gauges that describe stored state (deliveries by status, the
+oldest pending age, lane health) are set from the outbox's stats and the dispatcher's report at scrape time.
+Nothing writes here from inside the outbox. docs/operations.md documents every metric and the alert rules.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-def _labels(**labels: str) -> str:
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-    return "{" + inner + "}"
+from bridge.outbox.base import DELIVERY_STATUSES
+
+#: the exposition format generate_latest writes
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: webhook handling is mostly well under 10 ms; a stalled store shows in the upper buckets
+WEBHOOK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: destination requests: tens of ms when healthy, up to the destination's timeout when not
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+#: refusal reasons ingest reports (the label values of bridge_webhooks_rejected_total)
+REJECTION_REASONS = ("signature", "malformed", "too_large", "unavailable")
+#: the outcome words of bridge_webhooks_total's status label
+WEBHOOK_OUTCOMES = ("accepted", "duplicate", "ignored", "mapping_failed")
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _LaneCounters(Collector):
+    """Attempts and lost leases, read from the dispatcher's per-lane tallies at scrape time (the dispatcher
+    counts them anyway for the ops page; reading them avoids a second count on the delivery path)."""
+
+    def __init__(self) -> None:
+        self.lanes: Mapping[str, Any] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        attempts = CounterMetricFamily(
+            "bridge_delivery_attempts",
+            "Deliveries settled by this process's attempts, by destination and verdict (delivered, retried, dead).",
+            labels=["destination", "verdict"],
+        )
+        lost = CounterMetricFamily(
+            "bridge_delivery_lost_leases",
+            "Attempt results refused because another claim owned the delivery by then (lease expired mid-send).",
+            labels=["destination"],
+        )
+        for name, stats in sorted(self.lanes.items()):
+            for verdict in ("delivered", "retried", "dead"):
+                attempts.add_metric([name, verdict], float(getattr(stats, verdict)))
+            lost.add_metric([name], float(stats.lost_leases))
+        yield attempts
+        yield lost
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
 
 
 class Metrics:
+    """The bridge's metrics; one per app."""
+
     def __init__(self) -> None:
-        self.webhooks: Counter[tuple[str, str]] = Counter()
-        self.rejections: Counter[tuple[str, str]] = Counter()
+        # no *_created series: they double the output and no rule here uses them
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.webhook_seconds = Histogram(
+            "bridge_webhook_handling_seconds",
+            "Time from the first byte of a webhook request to its answer, by source (refusals included).",
+            ["source"],
+            buckets=WEBHOOK_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "bridge_webhooks",
+            "Webhooks stored or found duplicate, by source and status (accepted, duplicate, ignored, mapping_failed).",
+            ["source", "status"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            "bridge_webhooks_rejected",
+            "Webhooks refused, by source and reason (signature, malformed, too_large, unavailable).",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "bridge_delivery_request_seconds",
+            "Time spent in destination requests (one request may carry a batch), by destination.",
+            ["destination"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.deliveries = Gauge(
+            "bridge_deliveries",
+            "Deliveries in the outbox, by destination and status (pending, in_flight, delivered, dead).",
+            ["destination", "status"],
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "bridge_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery, by destination (0 when none is pending).",
+            ["destination"],
+            registry=r,
+        )
+        self.outbox_up = Gauge(
+            "bridge_outbox_up", "1 when the outbox answered this scrape's query, else 0.", registry=r
+        )
+        self.lane_paused = Gauge(
+            "bridge_lane_paused",
+            "1 while a destination is paused by a rate limit or a Retry-After, by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.lane_paused_seconds = Gauge(
+            "bridge_lane_paused_remaining_seconds",
+            "Seconds until a paused destination sends again (0 when not paused), by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.lane_stalled = Gauge(
+            "bridge_lane_stalled",
+            "1 when a destination has due work but made no attempt for longer than the lease, by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self._lanes = _LaneCounters()
+        r.register(self._lanes)
+
+    # -- events, counted where they happen --------------------------------------------------------------
 
     def webhook(self, source: str, status: str) -> None:
-        self.webhooks[(source, status)] += 1
+        self.webhooks.labels(source, status).inc()
 
     def rejected(self, source: str, reason: str) -> None:
-        self.rejections[(source, reason)] += 1
+        self.rejections.labels(source, reason).inc()
 
-    def render(self, outbox_stats: Mapping[str, Any] | None, lanes: Mapping[str, Any]) -> str:
-        out = [
-            "# HELP bridge_webhooks_total Webhooks stored (or found duplicate), by source and status.",
-            "# TYPE bridge_webhooks_total counter",
-        ]
-        out += [
-            f"bridge_webhooks_total{_labels(source=s, status=t)} {n}" for (s, t), n in sorted(self.webhooks.items())
-        ]
-        out += [
-            "# HELP bridge_webhooks_rejected_total Webhooks refused, by source and reason.",
-            "# TYPE bridge_webhooks_rejected_total counter",
-        ]
-        out += [
-            f"bridge_webhooks_rejected_total{_labels(source=s, reason=r)} {n}"
-            for (s, r), n in sorted(self.rejections.items())
-        ]
+    def webhook_handled(self, source: str, seconds: float) -> None:
+        self.webhook_seconds.labels(source).observe(seconds)
+
+    def request(self, destination: str, seconds: float) -> None:
+        """The dispatcher's hook: one destination request took `seconds`."""
+        self.request_seconds.labels(destination).observe(seconds)
+
+    # -- what this process counted, for the status page ----------------------------------------------
+
+    def webhook_counts(self) -> dict[str, dict[str, int]]:
+        """{source: {status or "refused:<reason>": count}} since this process started."""
+        out: dict[str, dict[str, int]] = {}
+        for metric in self.registry.collect():
+            if metric.name not in ("bridge_webhooks", "bridge_webhooks_rejected"):
+                continue
+            for sample in metric.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                source = sample.labels["source"]
+                key = sample.labels["status"] if "status" in sample.labels else f"refused:{sample.labels['reason']}"
+                out.setdefault(source, {})[key] = int(sample.value)
+        return dict(sorted(out.items()))
+
+    # -- scrape --------------------------------------------------------------------------------------
+
+    def render(
+        self,
+        outbox_stats: Mapping[str, Any] | None,
+        lanes: Mapping[str, Any],
+        health: Mapping[str, Any] | None = None,
+        now: float | None = None,
+    ) -> bytes:
+        """Prometheus text after setting the state gauges from `outbox_stats` (None: the outbox did not
+        answer; its gauges keep their last values and bridge_outbox_up is 0), the dispatcher's lane tallies
+        and its lane health ({destination: LaneHealth}, read by attribute: paused_until, stalled)."""
+        self.outbox_up.set(0 if outbox_stats is None else 1)
         if outbox_stats is not None:
-            out += [
-                "# HELP bridge_deliveries Deliveries in the outbox, by destination and status.",
-                "# TYPE bridge_deliveries gauge",
-            ]
-            oldest = []
-            for dest, counts in sorted(outbox_stats.get("destinations", {}).items()):
-                for status in ("pending", "in_flight", "delivered", "dead"):
-                    out.append(f"bridge_deliveries{_labels(destination=dest, status=status)} {counts.get(status, 0)}")
-                age = counts.get("oldest_pending_age_seconds")
-                oldest.append(f"bridge_oldest_pending_age_seconds{_labels(destination=dest)} {age or 0}")
-            out += [
-                "# HELP bridge_oldest_pending_age_seconds Age of the oldest pending delivery.",
-                "# TYPE bridge_oldest_pending_age_seconds gauge",
-                *oldest,
-            ]
-        out += [
-            "# HELP bridge_delivery_attempts_total Delivery attempts by this process, by destination and verdict.",
-            "# TYPE bridge_delivery_attempts_total counter",
-        ]
-        for dest, stats in sorted(lanes.items()):
-            for verdict in ("delivered", "retried", "dead"):
-                value = getattr(stats, verdict)
-                out.append(f"bridge_delivery_attempts_total{_labels(destination=dest, verdict=verdict)} {value}")
-        out += [
-            "# HELP bridge_delivery_lost_leases_total Completions refused because another claim owned the delivery.",
-            "# TYPE bridge_delivery_lost_leases_total counter",
-        ]
-        out += [
-            f"bridge_delivery_lost_leases_total{_labels(destination=dest)} {stats.lost_leases}"
-            for dest, stats in sorted(lanes.items())
-        ]
-        out += [
-            "# HELP bridge_delivery_request_seconds_sum Time spent in destination requests.",
-            "# TYPE bridge_delivery_request_seconds_sum counter",
-        ]
-        for dest, stats in sorted(lanes.items()):
-            out.append(
-                f"bridge_delivery_request_seconds_sum{_labels(destination=dest)} {stats.latency_ms_total / 1000:.6f}"
-            )
-            out.append(f"bridge_delivery_request_seconds_count{_labels(destination=dest)} {stats.requests}")
-        return "\n".join(out) + "\n"
+            for destination, counts in outbox_stats.get("destinations", {}).items():
+                for status in DELIVERY_STATUSES:
+                    self.deliveries.labels(destination, status).set(counts.get(status, 0))
+                self.oldest_pending.labels(destination).set(counts.get("oldest_pending_age_seconds") or 0)
+        for destination, lane in (health or {}).items():
+            paused_until = getattr(lane, "paused_until", None)
+            remaining = max(0.0, paused_until - now) if paused_until is not None and now is not None else 0.0
+            self.lane_paused.labels(destination).set(1 if remaining > 0 else 0)
+            self.lane_paused_seconds.labels(destination).set(remaining)
+            self.lane_stalled.labels(destination).set(1 if getattr(lane, "stalled", False) else 0)
+        self._lanes.lanes = lanes
+        return generate_latest(self.registry)

@@ -14,8 +14,10 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bridge import logs
 from bridge.errors import OutboxError, PayloadError, SignatureError
 from bridge.ingest import store
+from bridge.providers.params import request_headers
 from bridge.state import BridgeState
 
 log = logging.getLogger("bridge.http")
@@ -56,12 +58,23 @@ def _error(status: int, message: str) -> tuple[int, bytes, list[tuple[bytes, byt
 
 
 async def handle(state: BridgeState, source: str, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
-    """(status, body, headers) for one webhook request."""
+    """(status, body, headers) for one webhook request; its handling time is observed per configured source
+    (an unknown source name is never a label: strangers choose it)."""
     started = time.perf_counter()
-    provider = state.providers.get(source)
-    if provider is None:
+    if source not in state.providers:
         return _error(404, f"unknown source {source!r}")
-    headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+    with logs.bound(source=source):
+        try:
+            return await _handle(state, source, scope, receive, started)
+        finally:
+            state.metrics.webhook_handled(source, time.perf_counter() - started)
+
+
+async def _handle(
+    state: BridgeState, source: str, scope: Scope, receive: Receive, started: float
+) -> tuple[int, bytes, list[Any]]:
+    provider = state.providers[source]
+    headers = request_headers(scope["headers"])  # a repeated header becomes one joined value, never one copy
     metrics = state.metrics
     try:
         body = await read_body(receive, headers.get("content-length"), provider.settings.max_body_bytes)
@@ -109,6 +122,7 @@ async def handle(state: BridgeState, source: str, scope: Scope, receive: Receive
             "webhook",
             extra={
                 "source": source,
+                "webhook_ids": [r.webhook_id for r in outcome.results],
                 "ack": outcome.status,
                 "events": [e.event_type for e in inbound],
                 "deliveries": outcome.deliveries_created,

@@ -12,10 +12,12 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.errors import OutboxError
+from bridge.metrics import CONTENT_TYPE
+from bridge.ops import lanes
 from bridge.outbox.base import DELIVERY_STATUSES, WEBHOOK_STATUSES
 from bridge.replay import replay_webhook
 from bridge.state import BridgeState
@@ -81,6 +83,9 @@ def routes(state: BridgeState) -> list[Route]:
             await state.outbox.ping()
         except OutboxError as exc:
             return _json({"status": "unavailable", "outbox": str(exc)}, 503)
+        stuck = lanes.stalled(state)
+        if stuck:
+            return _json({"status": "stalled", "stalled": stuck}, 503)
         return _json({"status": "ready"})
 
     async def full_stats() -> dict[str, Any]:
@@ -99,8 +104,9 @@ def routes(state: BridgeState) -> list[Route]:
                 stats = await full_stats()
             except OutboxError:
                 stats = None
-        lanes = state.dispatcher.lane_stats() if state.dispatcher else {}
-        return PlainTextResponse(state.metrics.render(stats, lanes), media_type="text/plain; version=0.0.4")
+        tallies = state.dispatcher.lane_stats() if state.dispatcher else {}
+        text = state.metrics.render(stats, tallies, lanes.lane_health(state), state.clock.now())
+        return Response(text, media_type=CONTENT_TYPE)
 
     async def outbox_status(request: Request) -> Response:
         return _json(await full_stats())

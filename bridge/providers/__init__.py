@@ -7,7 +7,7 @@ import pkgutil
 
 from bridge.providers.base import Provider
 
-_NOT_PROVIDERS = {"base"}
+_NOT_PROVIDERS = {"base", "coverage", "keys", "params"}
 
 
 def provider_types() -> list[str]:

@@ -5,7 +5,8 @@ is INSIDE each item, `additionalData.hmacSignature = base64(HMAC-SHA256(hex-deco
 with the signing string `pspReference:originalReference:merchantAccountCode:merchantReference:amount.value:
 amount.currency:eventCode:success` (missing fields empty, no escaping). Every item of a batch must verify,
 with any configured key (keep the old key while a new one propagates). The HMAC covers only those eight
-fields, not the rest of the item (`additionalData`, `eventDate`, …): that is Adyen's scheme.
+fields, not the rest of the item (`additionalData`, `eventDate`, `paymentMethod`, `reason`, …): that is Adyen's
+scheme. `signed_fields` names the eight; `bridge check` warns about a mapping reading any other field.
 Banking / management webhooks carry `HmacSignature: base64(HMAC-SHA256(key, raw body))` instead; when that
 header is present the raw body is verified.
 
@@ -86,6 +87,9 @@ class AdyenProvider(Provider):
         "password": "HTTP Basic password set on the Adyen webhook, or a list while rotating (with username)",
     }
     stored_headers = ("hmacsignature",)
+    #: what the HMAC of a standard notification item covers; mappings should read nothing else (banking
+    #: webhooks sign their whole body, but the shipped mapping maps standard notifications only)
+    signed_fields = (*_SIGNED_FIELDS, "amount.value", "amount.currency", "eventCode", "success")
 
     def __init__(self, settings: SourceSettings) -> None:
         super().__init__(settings)

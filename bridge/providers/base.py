@@ -83,6 +83,12 @@ class Provider(ABC):
     default_tolerance: ClassVar[float | None] = None
     #: lower-case request headers kept with the stored webhook (needed to re-verify, replay or debug it)
     stored_headers: ClassVar[tuple[str, ...]] = ()
+    #: the document paths the signature covers, dotted (`amount.value`); None: the whole body is signed.
+    #: Mappings should read only these (`bridge check` warns about the others, see providers/coverage.py)
+    signed_fields: ClassVar[tuple[str, ...] | None] = None
+    #: lower-case request headers the signature covers (a mapping reading `_headers.<name>` of any other header
+    #: reads a value anyone can change on a replay)
+    signed_headers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings
@@ -165,15 +171,15 @@ def check_body_hmac(
     header: str,
     encoding: Literal["hex", "base64"] = "hex",
 ) -> None:
-    """The common scheme: `received` (a header value) is HMAC-SHA256 of `message` under one of `secrets`, hex
-    (compared case-insensitively) or base64. Constant time; SignatureError naming `header` otherwise."""
+    """The common scheme: `received` (a header value) is HMAC-SHA256 of `message` under one of `secrets`, lower-case
+    hex or base64, compared exactly as the providers' own libraries do. Constant time; SignatureError naming
+    `header` otherwise."""
     expected: list[bytes | str] = []
     for secret in secrets:
         key = secret.encode() if isinstance(secret, str) else secret
         digest = hmac.new(key, message, hashlib.sha256)
         expected.append(digest.hexdigest() if encoding == "hex" else base64.b64encode(digest.digest()))
-    given = received.strip().lower() if encoding == "hex" else received.strip()
-    if not any_digest_matches(expected, [given]):
+    if not any_digest_matches(expected, [received.strip()]):
         raise SignatureError(f"{header} does not match a configured secret")
 
 

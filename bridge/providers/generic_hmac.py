@@ -16,9 +16,12 @@
         type_header: X-Acme-Event         # or type_path: type
 
 `{body}` is the raw request bytes; `{timestamp}` and `{id}` are the header values exactly as sent. With a
-timestamp header the window is `tolerance_seconds` (default 300 s, both directions). Dedup key: `id_header`,
-else `id_path`, else the SHA-256 of the body (`sha256:<hex>`, identical on a byte-identical retry). Event
-type: `type_header`, else `type_path`, else `webhook`.
+timestamp header the window is `tolerance_seconds` (default 300 s, both directions). Dedup key: `id_path`
+(from the signed body), else `id_header`, else the SHA-256 of the body (`sha256:<hex>`, identical on a
+byte-identical retry). Event type: `type_path`, else `type_header`, else `webhook`. A header is signed only
+when it is part of `signed_content` (`{id}`, `{timestamp}`); `type_header`, and `id_header` without `{id}`,
+are values anyone replaying a captured body can change, so prefer the body paths when the body has them.
+Hex signatures are compared case-insensitively here (no provider library defines the case).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ ALGORITHMS = ("sha1", "sha256", "sha512")
 ENCODINGS = ("hex", "base64")
 PLACEHOLDERS = ("body", "timestamp", "id")
 DEFAULT_TOLERANCE = 300.0
-_NUMBER = re.compile(rb"\d{1,20}(\.\d{1,9})?")
+_NUMBER = re.compile(rb"\d{1,14}(\.\d{1,9})?")  # seconds or milliseconds; bounded before float()
 
 
 def _option(options: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
@@ -140,10 +143,12 @@ class GenericHmacProvider(Provider):
             raise OptionError("signed_content", "{id} in signed_content needs id_header")
         if settings.tolerance_seconds is None:
             self.tolerance = DEFAULT_TOLERANCE if self.timestamp_header else None
-        # the headers depend on the options, so the class-level tuple is shadowed per instance
+        # the headers depend on the options, so the class-level tuples are shadowed per instance
         self.stored_headers = tuple(  # type: ignore[misc]
             h for h in (self.header, self.timestamp_header, self.id_header, self.type_header) if h
         )
+        signed = (("timestamp", self.timestamp_header), ("id", self.id_header))
+        self.signed_headers = tuple(h for part, h in signed if h and part in self.template)  # type: ignore[misc]
 
     def _encode(self, digest: bytes) -> str:
         return digest.hex() if self.encoding == "hex" else base64.b64encode(digest).decode()
@@ -153,39 +158,39 @@ class GenericHmacProvider(Provider):
         if self.prefix:
             if not received.startswith(self.prefix):
                 raise SignatureError(f"{self.header} does not start with {self.prefix!r}")
-            received = received[len(self.prefix) :].strip()
+            received = received[len(self.prefix) :]
         if self.encoding == "hex":
             received = received.lower()
         values = {"body": body}
-        if self.timestamp_header:
-            values["timestamp"] = require_header(headers, self.timestamp_header).encode()
+        if self.timestamp_header:  # header values are latin-1 decoded bytes: encode back to the bytes sent
+            values["timestamp"] = require_header(headers, self.timestamp_header).encode("latin-1")
+            if not _NUMBER.fullmatch(values["timestamp"]):
+                raise SignatureError(f"{self.timestamp_header} is not a number")
         if self.id_header:
-            values["id"] = require_header(headers, self.id_header).encode()
+            values["id"] = require_header(headers, self.id_header).encode("latin-1")
         message = b"".join(values[part] if isinstance(part, str) else part for part in self.template)
         expected = [self._encode(hmac.new(s.encode(), message, self.digest).digest()) for s in self.secrets]
         if not any_digest_matches(expected, [received]):
             raise SignatureError(f"{self.header} does not match a configured secret")
         if self.timestamp_header:
-            if not _NUMBER.fullmatch(values["timestamp"]):
-                raise SignatureError(f"{self.timestamp_header} is not a number")
             check_timestamp(float(values["timestamp"]) / self.timestamp_scale, now, self.tolerance)
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         document = load_json(body)
-        if self.id_header:
+        if self.id_path is not None:
+            event_id = require_string(self.id_path.search(document), "event id (id_path)")
+        elif self.id_header:
             event_id = headers.get(self.id_header, "").strip()
             if not event_id:
                 raise PayloadError(f"missing {self.id_header} header")
-        elif self.id_path is not None:
-            event_id = require_string(self.id_path.search(document), "event id (id_path)")
         else:
             event_id = f"sha256:{hashlib.sha256(body).hexdigest()}"
-        if self.type_header:
+        if self.type_path is not None:
+            event_type = require_string(self.type_path.search(document), "event type (type_path)")
+        elif self.type_header:
             event_type = headers.get(self.type_header, "").strip()
             if not event_type:
                 raise PayloadError(f"missing {self.type_header} header")
-        elif self.type_path is not None:
-            event_type = require_string(self.type_path.search(document), "event type (type_path)")
         else:
             event_type = "webhook"
         return [InboundEvent(event_id=event_id, event_type=event_type, document=document)]

@@ -1,5 +1,7 @@
 """Lemon Squeezy: `X-Signature: hex(HMAC-SHA256(signing secret, raw body))`, no timestamp. The event name is
-in the `X-Event-Name` header and in `meta.event_name` of the body (the header wins).
+in the `X-Event-Name` header and in `meta.event_name` of the body. Only the body is signed, so the event name
+is taken from `meta.event_name` and the header is ignored: a captured `order_created` replayed with
+`X-Event-Name: subscription_cancelled` is still an `order_created` (with the same dedup key, so a duplicate).
 
 Lemon Squeezy bodies carry no event id, so the dedup key is built from what identifies one state of one
 object: `f"{event_name}:{data.type}/{data.id}@{data.attributes.updated_at}"`. A retry sends the same body (same
@@ -36,9 +38,9 @@ class LemonSqueezyProvider(Provider):
         meta = document.get("meta")
         if not isinstance(meta, dict):
             meta = {}
-        event_name = headers.get("x-event-name", "").strip() or meta.get("event_name")
+        event_name = meta.get("event_name")
         if not isinstance(event_name, str) or not event_name:
-            raise PayloadError("missing event name (X-Event-Name header or meta.event_name)")
+            raise PayloadError("missing meta.event_name (the signed event name; X-Event-Name is not signed)")
         data = document.get("data")
         if not isinstance(data, dict):
             raise PayloadError("a Lemon Squeezy webhook has no data object")

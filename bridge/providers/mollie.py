@@ -25,7 +25,7 @@ class MollieProvider(Provider):
     stored_headers = ("x-mollie-signature",)
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
-        received = require_header(headers, "x-mollie-signature").lower().removeprefix("sha256=")
+        received = require_header(headers, "x-mollie-signature").removeprefix("sha256=")
         check_body_hmac(received, self.secrets, body, header="X-Mollie-Signature")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:

@@ -1,6 +1,7 @@
 """Paddle Billing: `Paddle-Signature: ts=<unix s>;h1=<hex>[;h1=<hex>…]`, HMAC-SHA256 over `f"{ts}:{body}"` (a
 COLON, not Stripe's dot) keyed with the whole `pdl_ntfset_…` secret string. Valid when any `h1` matches any
-configured secret (Paddle sends several `h1` while a secret is rotated).
+configured secret (Paddle sends several `h1` while a secret is rotated). The header is parsed once, strictly
+(`params.parse_params`); the one `ts` it yields is signed over and checked against the window.
 
 Tolerance: Paddle's SDKs reject a `ts` older than 5 s. We default to 300 s in both directions, like Stripe and
 Standard Webhooks here: a replay inside the window is already caught by the `event_id` dedup, while a 5 s
@@ -25,25 +26,28 @@ from bridge.providers.base import (
     require_header,
     require_string,
 )
+from bridge.providers.params import SECONDS_DIGITS, integer, parse_params
 
 
-def parse_signature_header(header: str) -> tuple[str, list[str]]:
-    """(ts as sent, [h1, …]) from `ts=…;h1=…;h1=…`; SignatureError when there is no integer ts or no h1."""
-    timestamp: str | None = None
-    signatures: list[str] = []
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == "ts":
-            if not (value.isascii() and value.isdigit()):
-                raise SignatureError("Paddle-Signature ts= is not an integer")
-            timestamp = value
-        elif key == "h1" and value:
-            signatures.append(value.strip().lower())
-    if timestamp is None:
+def parse_signature_header(header: str) -> tuple[str, int, list[str]]:
+    """(ts as signed, ts as seconds, [h1, …]) from `ts=…;h1=…;h1=…`, parsed strictly (`params.parse_params`):
+    exactly one `ts`, a plain integer; at least one `h1`; no other key (Paddle's SDK raises on them), no padding."""
+    params = parse_params(
+        header,
+        header="Paddle-Signature",
+        separator=";",
+        single=frozenset({"ts"}),
+        repeated=frozenset({"h1"}),
+        unknown="refuse",
+    )
+    if "ts" not in params:
         raise SignatureError("Paddle-Signature header has no ts=")
+    timestamp = params["ts"][0]
+    seconds = integer(timestamp, "Paddle-Signature ts=", max_digits=SECONDS_DIGITS)
+    signatures = params.get("h1", [])
     if not signatures:
         raise SignatureError("Paddle-Signature header has no h1=")
-    return timestamp, signatures
+    return timestamp, seconds, signatures
 
 
 class PaddleProvider(Provider):
@@ -52,12 +56,12 @@ class PaddleProvider(Provider):
     stored_headers = ("paddle-signature",)
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
-        timestamp, received = parse_signature_header(require_header(headers, "paddle-signature"))
+        timestamp, seconds, received = parse_signature_header(require_header(headers, "paddle-signature"))
         message = f"{timestamp}:".encode() + body
         expected = [hmac.new(s.encode(), message, hashlib.sha256).hexdigest() for s in self.secrets]
         if not any_digest_matches(expected, received):
             raise SignatureError("no Paddle-Signature h1 matches a configured secret")
-        check_timestamp(int(timestamp), now, self.tolerance)
+        check_timestamp(seconds, now, self.tolerance)
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         event = load_json(body)

@@ -2,6 +2,8 @@
 
 Dedup key: the `x-razorpay-event-id` header (the same on every retry of one event); when a sender omits it,
 the SHA-256 of the body (`sha256:<hex>`). Type: the body's `event` (`payment.captured`, `order.paid`, …).
+The event id header is not signed (the body carries no event id): a captured body replayed under a new
+`x-razorpay-event-id` is caught by the source's raw-body dedup, not by the signature.
 After a secret change Razorpay keeps signing retries of older events with the OLD secret, so keep both
 configured until those retries are over (Razorpay retries for 24 h).
 """

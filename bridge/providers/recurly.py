@@ -1,6 +1,9 @@
 """Recurly (JSON webhook endpoints): `recurly-signature: <unix MILLISECONDS>,<hex>[,<hex>…]`, HMAC-SHA256 over
 `f"{ts_ms}.{body}"` keyed with the endpoint's secret. Valid when any listed signature matches any configured
 secret. Default tolerance 300 s in both directions (Recurly's Ruby client checks the absolute difference).
+The header is one strict list (`params.split_list`: no padding, no empty element) whose first element is the
+millisecond timestamp, a plain integer: the Ruby client signs over that text but checks `to_i` of it, so
+anything but canonical digits is refused.
 XML webhook endpoints are unsigned and not supported.
 
 JSON webhooks are thin: `{id, object_type, site_id, event_type, event_time, <object identifiers>}`; the
@@ -25,6 +28,7 @@ from bridge.providers.base import (
     require_header,
     require_string,
 )
+from bridge.providers.params import MILLISECONDS_DIGITS, integer, split_list
 
 
 class RecurlyProvider(Provider):
@@ -33,16 +37,16 @@ class RecurlyProvider(Provider):
     stored_headers = ("recurly-signature",)
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
-        timestamp, *received = [part.strip() for part in require_header(headers, "recurly-signature").split(",")]
-        if not (timestamp.isascii() and timestamp.isdigit()):
-            raise SignatureError("recurly-signature does not start with a millisecond timestamp")
-        if not any(received):
+        header = require_header(headers, "recurly-signature")
+        timestamp, *received = split_list(header, header="recurly-signature", separator=",")
+        milliseconds = integer(timestamp, "recurly-signature timestamp", max_digits=MILLISECONDS_DIGITS)
+        if not received:
             raise SignatureError("recurly-signature carries no signature")
         message = f"{timestamp}.".encode() + body
         expected = [hmac.new(s.encode(), message, hashlib.sha256).hexdigest() for s in self.secrets]
-        if not any_digest_matches(expected, [sig.lower() for sig in received]):
+        if not any_digest_matches(expected, received):
             raise SignatureError("no recurly-signature signature matches a configured secret")
-        check_timestamp(int(timestamp) / 1000, now, self.tolerance)
+        check_timestamp(milliseconds / 1000, now, self.tolerance)
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         event = load_json(body)

@@ -3,7 +3,13 @@
 The body is the bare resource (an order, a refund, a customer); what happened is in the `X-Shopify-Topic`
 header (`orders/create`, `refunds/create`, ...) and the dedup key is `X-Shopify-Webhook-Id`, which stays the
 same across Shopify's retries. Events API deliveries use the same headers without the `X-` prefix; both are
-read. Several secrets may be configured: Shopify can take up to an hour to switch to a rotated client secret.
+read (never mixed). Several secrets may be configured: Shopify can take up to an hour to switch to a rotated
+client secret.
+
+The topic and the webhook id are NOT covered by the signature (Shopify signs the body only, and the body
+carries neither): a captured body replayed under another topic or webhook id verifies. A replay of the same
+bytes is caught by the outbox's body-digest dedup; the mapping should not trust the topic for anything the
+body can tell (an order's financial_status, a refund's transactions).
 """
 
 from __future__ import annotations
@@ -12,11 +18,17 @@ from collections.abc import Mapping
 
 from bridge.errors import PayloadError, SignatureError
 from bridge.providers.base import InboundEvent, Provider, check_body_hmac, load_json
+from bridge.providers.params import one_family
+
+_FAMILIES = ("x-shopify-", "shopify-")
+_NAMES = ("hmac-sha256", "topic", "webhook-id")
 
 
 def shopify_header(headers: Mapping[str, str], name: str) -> str:
-    """`X-Shopify-<name>` (Admin API webhooks) or `Shopify-<name>` (Events API), stripped; "" when absent."""
-    return headers.get(f"x-shopify-{name}", "").strip() or headers.get(f"shopify-{name}", "").strip()
+    """`X-Shopify-<name>` (Admin API webhooks) or `Shopify-<name>` (Events API), stripped; "" when absent. The
+    signature, topic and webhook id always come from the same family; a request with both families and other
+    values is refused (SignatureError)."""
+    return headers.get(one_family(headers, _FAMILIES, _NAMES, "Shopify") + name, "").strip()
 
 
 class ShopifyProvider(Provider):

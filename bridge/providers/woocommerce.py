@@ -6,7 +6,8 @@ Event type: the `X-WC-Webhook-Topic` header (`order.created`, `order.updated`, â
 `f"{X-WC-Webhook-Delivery-ID}:{sha256(body)[:16]}"`: WooCommerce derives the delivery id from the webhook id
 and the current SECOND, so two deliveries of one webhook within a second share it; the body digest keeps
 them apart. WooCommerce never retries a failed delivery and disables the webhook after more than 5
-consecutive failures.
+consecutive failures. Topic and delivery id are headers WooCommerce does not sign (only the body is): a
+captured body replayed under other header values is caught by the source's raw-body dedup.
 
 The creation ping: when a webhook is saved as active, WooCommerce POSTs the unsigned form body
 `webhook_id=<n>` and reports anything but HTTP 200 to the admin. With the option `accept_ping` (default

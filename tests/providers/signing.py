@@ -79,6 +79,51 @@ def paypal_signature(transmission_id: str, transmission_time: str, webhook_id: s
     return base64.b64encode(paypal_test_key().sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
 
 
+def crc32_forgery(template: bytes, target_crc: int, marker: bytes = b"@@@@@@@@") -> bytes:
+    """`template` with its 8-byte `marker` replaced by printable, JSON-string-safe bytes chosen so that the CRC32
+    of the result is `target_crc`: what anyone holding one captured PayPal delivery can do, since PayPal signs
+    the body only through its CRC32. CRC32 is affine over GF(2), so 4 of the bytes are solved for exactly (a
+    32x32 linear system); the other 4 are varied until those come out printable."""
+    start = template.index(marker)
+    allowed = set(range(0x20, 0x7F)) - {ord('"'), ord("\\")}
+    letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for attempt in range(26**4):
+        nonce = bytes(letters[(attempt // 26**k) % 26] for k in range(4))
+
+        def crc(patch: bytes, nonce: bytes = nonce) -> int:
+            return zlib.crc32(template[:start] + nonce + patch + template[start + 8 :]) & 0xFFFFFFFF
+
+        base = crc(b"\0\0\0\0")
+        columns = [crc(int(1 << bit).to_bytes(4, "little")) ^ base for bit in range(32)]
+        solution = _solve_gf2(columns, target_crc ^ base)
+        if solution is None:
+            continue
+        patch = solution.to_bytes(4, "little")
+        if all(byte in allowed for byte in patch):
+            forged = template[:start] + nonce + patch + template[start + 8 :]
+            assert zlib.crc32(forged) & 0xFFFFFFFF == target_crc
+            return forged
+    raise AssertionError("no printable CRC32 patch found")
+
+
+def _solve_gf2(columns: list[int], target: int) -> int | None:
+    """x with XOR of columns[i] for every bit i set in x == target (Gaussian elimination over GF(2))."""
+    rows = [(column, 1 << index) for index, column in enumerate(columns)]  # (value, which bits of x)
+    basis: list[tuple[int, int]] = []
+    for value, combo in rows:
+        for pivot_value, pivot_combo in basis:
+            if value ^ pivot_value < value:
+                value, combo = value ^ pivot_value, combo ^ pivot_combo
+        if value:
+            basis.append((value, combo))
+            basis.sort(reverse=True)
+    solution = 0
+    for pivot_value, pivot_combo in basis:
+        if target ^ pivot_value < target:
+            target, solution = target ^ pivot_value, solution ^ pivot_combo
+    return solution if target == 0 else None
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 

@@ -63,7 +63,7 @@ def test_tolerance_defaults() -> None:
     assert build("paddle", ("s",), {}, tolerance=5).tolerance == 5
     assert build("recurly", ("s",), {}).tolerance == 300.0
     assert build("standard_webhooks", (SW_SECRET,), {}).tolerance == 300.0
-    assert build("paypal", ("WH",), {}).tolerance is None
+    assert build("paypal", ("WH",), {}).tolerance == 300.0  # safe by default: the window is on
     assert build("generic_hmac", ("s",), {"header": "X-Sig"}).tolerance is None
     assert build("generic_hmac", ("s",), {"header": "X-Sig", "timestamp_header": "X-Ts"}).tolerance == 300.0
     assert build("generic_hmac", ("s",), {"header": "X-Sig", "timestamp_header": "X-Ts"}, tolerance=60).tolerance == 60
@@ -76,7 +76,7 @@ def test_options_are_documented() -> None:
 
     assert set(provider_class("generic_hmac").options) >= {"header", "algorithm", "signed_content", "id_path"}
     assert set(provider_class("square").options) == {"notification_url"}
-    assert set(provider_class("paypal").options) == {"webhook_id"}
+    assert set(provider_class("paypal").options) == {"webhook_id", "allow_simulator"}
     assert set(provider_class("chargebee").options) == {"username", "password"}
     assert not provider_class("chargebee").requires_secrets
     assert not provider_class("paypal").requires_secrets

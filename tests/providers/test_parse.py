@@ -154,11 +154,13 @@ def test_razorpay_event_id_header_and_fallback() -> None:
     assert event.event_id == f"sha256:{hashlib.sha256(body).hexdigest()}"
 
 
-def test_lemonsqueezy_header_wins_and_body_hash_fallback() -> None:
+def test_lemonsqueezy_signed_body_wins_over_the_header_and_body_hash_fallback() -> None:
     body = fixture("lemonsqueezy/order_created.json")
     [event] = provider("lemonsqueezy").parse(body, {"x-event-name": "order_refunded"})
-    assert event.event_type == "order_refunded"
-    assert event.event_id.startswith("order_refunded:orders/1@")
+    assert event.event_type == "order_created"  # meta.event_name is signed, X-Event-Name is not
+    assert event.event_id.startswith("order_created:orders/1@")
+    with pytest.raises(PayloadError, match="meta.event_name"):
+        provider("lemonsqueezy").parse(b'{"meta":{},"data":{"type":"orders","id":"1"}}', {"x-event-name": "x"})
     bare = b'{"meta":{"event_name":"license_key_created"},"data":{"type":"license-keys","id":"1","attributes":{}}}'
     [event] = provider("lemonsqueezy").parse(bare, {})
     assert event.event_id == f"sha256:{hashlib.sha256(bare).hexdigest()}"
