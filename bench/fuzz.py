@@ -27,10 +27,9 @@ from tests.fuzz.target import ANSWER_BOUND, FuzzThread
 
 
 def run(requests: int, rng_seed: int, workdir: Path) -> Stats:
-    runner = FuzzThread(workdir)
-    with runner as target:
+    with FuzzThread(workdir) as runner:
         for item in KNOWN:
-            runner.run(target.check(item))
+            runner.check(item)
 
         @seed(rng_seed)
         @settings(
@@ -42,12 +41,13 @@ def run(requests: int, rng_seed: int, workdir: Path) -> Stats:
         )
         @given(item=fuzz_inputs())
         def send(item: FuzzInput) -> None:
-            runner.run(target.check(item))
-            if target.stats.requests % 1000 == 0:
-                print(f"  {target.stats.requests} requests, {len(target.stats.failures)} failures", file=sys.stderr)
+            runner.check(item)
+            stats = runner.target.stats
+            if stats.requests % 1000 == 0:
+                print(f"  {stats.requests} requests, {len(stats.failures)} failures", file=sys.stderr)
 
         send()
-        return target.stats
+        return runner.target.stats
 
 
 def figures(stats: Stats, seconds: float) -> str:
@@ -62,6 +62,7 @@ def figures(stats: Stats, seconds: float) -> str:
         f"max {times[-1] * 1000:.0f} ms (bound {ANSWER_BOUND:.0f} s)",
         f"sentinels         {stats.sentinels} delivered to every destination after a request that made deliveries",
         f"failures          {len(stats.failures)} ({len(stats.distinct())} distinct)",
+        f"fresh apps        {stats.restarts} (after a request passed the memory or storage bound)",
     ]
     lines.append("slowest answers:")
     lines += [f"  {seconds * 1000:7.0f} ms  {what[:200]}" for seconds, what in stats.slowest]

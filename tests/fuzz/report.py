@@ -43,6 +43,7 @@ class Stats:
     sources: Counter[str] = field(default_factory=Counter)
     times: list[float] = field(default_factory=list)
     sentinels: int = 0
+    restarts: int = 0  # fresh apps after a memory or storage bound was passed
     failures: list[Failure] = field(default_factory=list)
     crashes: Counter[str] = field(default_factory=Counter)  # errors the app logged while answering 2xx
     slowest: list[tuple[float, str]] = field(default_factory=list)  # the five slowest answers

@@ -21,7 +21,10 @@ and the benchmark drive the same async code.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
+import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -57,10 +60,14 @@ from tests.providers.signing import paypal_test_fetcher, sign
 ANSWER_BOUND = 5.0
 #: the largest canonical event one webhook may make: the largest webhook body a source accepts by default
 OUTPUT_BOUND = 1024 * 1024
+#: growth of this process (the app, its dispatcher and the fuzzer) past which a run counts as unbounded
+MEMORY_BOUND = 1 << 30
+#: outbox size past which a run counts as unbounded (a 10,000-request run of ordinary webhooks stays far below)
+STORAGE_BOUND = 1 << 30
 #: how many distinct events of one request are weighed (a batch repeats one shape)
 EVENT_SAMPLE = 20
 #: a lane that has unattempted deliveries and makes no progress for this long is stalled
-STALL_SECONDS = 5.0
+STALL_SECONDS = 10.0
 #: how long the sentinel purchase gets to be delivered to every destination
 SETTLE_BOUND = 10.0
 OPS_TOKEN = "ops-token-for-fuzzing-0123456789"
@@ -84,10 +91,13 @@ def _source_entry(case: Case) -> dict[str, Any]:
 
 
 class FuzzTarget:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, stats: Stats | None = None) -> None:
         self.workdir = workdir
         self.clock = ManualClock(START)
-        self.stats = Stats()
+        self.stats = stats or Stats()
+        #: set when memory or storage passed its bound: the run goes on with a fresh app (FuzzThread.check)
+        self.exhausted = False
+        self._rss_start = 0
         self.sinks: dict[str, StrictFake] = {}
         self.catch_all = CatchAll()
         self.port = 0
@@ -174,6 +184,7 @@ class FuzzTarget:
         bridge_log.addHandler(self._errors)
         stack.callback(bridge_log.removeHandler, self._errors)
         await self._observe()
+        self._rss_start = rss_bytes()
 
     async def stop(self) -> None:
         await self._stack.aclose()
@@ -273,11 +284,24 @@ class FuzzTarget:
         if deliveries != self._deliveries:
             await self._check_dispatching(fail)
         self._webhooks, self._deliveries = await self._observe()
+        self._check_resources(fail)
         for fake in self.sinks.values():  # keep memory flat over a long run
             fake.received.clear()
             fake.rejected.clear()
             fake.dropped_as_bot.clear()
         return answer
+
+    def _check_resources(self, fail: Callable[[str, str], None]) -> None:
+        grown = rss_bytes() - self._rss_start
+        if grown > MEMORY_BOUND:
+            fail(
+                "bounded-memory", f"the process grew by {grown >> 20} MiB since start (bound {MEMORY_BOUND >> 20} MiB)"
+            )
+            self.exhausted = True
+        stored = sum(p.stat().st_size for p in self.workdir.glob("outbox.db*"))
+        if stored > STORAGE_BOUND:
+            fail("bounded-storage", f"the outbox holds {stored >> 20} MiB (bound {STORAGE_BOUND >> 20} MiB)")
+            self.exhausted = True
 
     async def _check_dispatching(self, fail: Callable[[str, str], None]) -> None:
         created = await self._new_deliveries()
@@ -343,6 +367,15 @@ class FuzzTarget:
         return ", ".join(f"{r['destination']}: {r['status']}" for r in late) or "no delivery was created for it"
 
 
+def rss_bytes() -> int:
+    """This process's resident memory (Linux /proc; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
 def src_type(request: Request) -> str:
     return (
         f"{request.source} ({source(request.source).type})"
@@ -355,20 +388,42 @@ T = TypeVar("T")
 
 
 class FuzzThread:
-    """A FuzzTarget on its own event loop in a background thread, for synchronous drivers (hypothesis)."""
+    """A FuzzTarget on its own event loop in a background thread, for synchronous drivers (hypothesis). When a
+    request leaves the app past a memory or storage bound (a failure already recorded), `check` carries on with
+    a fresh app and outbox, keeping the figures."""
 
     def __init__(self, workdir: Path) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="fuzz-loop", daemon=True)
-        self.target = FuzzTarget(workdir)
+        self.workdir = workdir
+        self.generation = 0
+        self.target = FuzzTarget(self._fresh_dir())
+
+    def _fresh_dir(self) -> Path:
+        self.generation += 1
+        path = self.workdir / f"run-{self.generation}"
+        path.mkdir(parents=True)
+        return path
 
     def run(self, coroutine: Coroutine[Any, Any, T] | Awaitable[T], timeout: float = 300.0) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)  # type: ignore[arg-type]
 
-    def __enter__(self) -> FuzzTarget:
+    def check(self, item: FuzzInput) -> Answer:
+        answer = self.run(self.target.check(item))
+        if self.target.exhausted:
+            old = self.target
+            self.run(old.stop())
+            shutil.rmtree(old.workdir, ignore_errors=True)
+            gc.collect()
+            self.target = FuzzTarget(self._fresh_dir(), old.stats)
+            self.target.stats.restarts += 1
+            self.run(self.target.start())
+        return answer
+
+    def __enter__(self) -> FuzzThread:
         self.thread.start()
         self.run(self.target.start())
-        return self.target
+        return self
 
     def __exit__(self, *exc: object) -> None:
         try:
