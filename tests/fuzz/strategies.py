@@ -420,7 +420,9 @@ def build(item: FuzzInput, n: int, now: float) -> Request:
         return Request(src.name, item.garbage, dict(item.garbage_headers))
     seed = next(s for s in src.seeds if s.name == item.seed)
     tree = freshen(seed.doc, n)
-    for mutation in item.mutations:
+    # arrays grow first, as copies of the seed's own element: a hostile value then lands in the first few
+    # elements only (a 20 MB amount copied 5,000 times would only measure how fast this machine runs out of memory)
+    for mutation in sorted(item.mutations, key=lambda m: m.op != "grow"):
         tree = apply(tree, mutation)
     if src.type == "adyen" and "notificationItems" in (seed.doc if isinstance(seed.doc, dict) else {}):
         tree = _adyen_sign_items(tree, src.case.secret)
