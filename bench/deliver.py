@@ -25,7 +25,7 @@ from bench._common import ROOT, free_port, python, spawn, stop, wait_http
 from bridge.destinations.base import DestinationSettings
 from bridge.destinations.http import DESTINATION as HttpDestination
 from bridge.outbox import open_outbox
-from bridge.outbox.base import NewDelivery, NewWebhook
+from bridge.outbox.base import NewDelivery, NewRequest, NewWebhook
 
 TOKEN = "bench-ops-token-0123456789"
 
@@ -48,18 +48,22 @@ async def prefill(db: Path, count: int) -> None:
                 payload = orjson.dumps(canonical(index))
                 batch.append(
                     outbox.ingest(
-                        NewWebhook(
+                        NewRequest(
                             source="stripe",
                             provider="stripe",
-                            provider_event_id=f"evt_drain_{index}",
-                            event_type="checkout.session.completed",
                             received_at=now,
-                            status="accepted",
-                            error=None,
                             headers=b"{}",
-                            body=b"{}",
-                            events=b"[" + payload + b"]",
-                            deliveries=[NewDelivery("sink", "purchase", f"pi_drain_{index}", payload)],
+                            body=b'{"id": "evt_drain_%d"}' % index,
+                            webhooks=[
+                                NewWebhook(
+                                    provider_event_id=f"evt_drain_{index}",
+                                    event_type="checkout.session.completed",
+                                    status="accepted",
+                                    error=None,
+                                    events=b"[" + payload + b"]",
+                                    deliveries=[NewDelivery("sink", "purchase", f"pi_drain_{index}", payload)],
+                                )
+                            ],
                         )
                     )
                 )

@@ -20,6 +20,7 @@ from bridge.config import Settings
 from bridge.destinations import destination_class
 from bridge.destinations.base import Destination
 from bridge.dispatcher import Dispatcher, new_session
+from bridge.maintenance import Maintenance
 from bridge.mapping import MappingSet, load_mappings
 from bridge.outbox import open_outbox
 from bridge.outbox.base import Outbox
@@ -61,6 +62,8 @@ def create_app(
         destinations=build_destinations(settings),
         mappings=mappings,
     )
+    for destination in state.destinations.values():
+        destination.clock = state.clock  # age limits and send times read the app's clock
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -75,8 +78,13 @@ def create_app(
         watcher = asyncio.create_task(state.reloader.watch(reload_interval)) if reload_interval else None
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, state.reloader.reload)
-        state.outbox = outbox or open_outbox(settings.outbox_url)
+        timeouts = settings.outbox_timeouts
+        state.outbox = outbox or open_outbox(
+            settings.outbox_url, acquire_timeout=timeouts.acquire_seconds, statement_timeout=timeouts.statement_seconds
+        )
         await state.outbox.open()
+        app.state.maintenance = maintenance = Maintenance(state.outbox, state.clock, settings.retention)
+        maintenance.start()
         own_session = session is None
         http = session or new_session()
         if dispatch:
@@ -95,6 +103,7 @@ def create_app(
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             if state.dispatcher is not None:
                 await state.dispatcher.stop()
+            await maintenance.stop()
             if own_session:
                 await http.close()
             await state.outbox.close()

@@ -54,27 +54,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.dispatcher.shutdown_grace_seconds) + 5,
         server_header=False,
         proxy_headers=args.proxy_headers,
+        limit_concurrency=settings.limit_concurrency,  # past it: 503, the provider retries
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bridge.config import unset_variables
+    """Every config problem, then every mapping problem, in one run. Exit 2 when the config has errors, 1 when
+    only mappings do."""
+    from bridge.config import check_settings
     from bridge.mapping import check_mappings
 
-    unset = unset_variables(_config_path(args), os.environ)
-    for variable in unset:
-        print(f"error: {variable}", file=sys.stderr)
-    if unset:
-        print(f"{len(unset)} environment variable(s) to set", file=sys.stderr)
-        return 2
-    settings = _settings(args)
-    errors = check_mappings(settings.mappings_dir)
-    for error in errors:
+    report = check_settings(_config_path(args), os.environ)
+    mapping_errors = check_mappings(report.mappings_dir) if report.mappings_dir else []
+    for error in [*report.errors, *mapping_errors]:
         print(error, file=sys.stderr)
-    if errors:
-        print(f"{len(errors)} error(s)", file=sys.stderr)
-        return 1
+    count = len(report.errors) + len(mapping_errors)
+    if count:
+        print(f"{count} error(s)", file=sys.stderr)
+        return 2 if report.errors else 1
+    settings = report.settings
+    assert settings is not None
     from bridge.mapping import load_mappings
     from bridge.providers.coverage import unsigned_field_warnings
 
@@ -185,8 +186,72 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
-    code: int = run_demo(verbose=args.verbose)
+    code: int = run_demo(verbose=args.verbose, everything=args.all, source=args.source)
     return code
+
+
+#: where a real account check exists: GA4's validation server, Meta's and TikTok's test events
+_VALIDATING = {"ga4": "debug", "meta_capi": "test_event_code", "tiktok": "test_event_code"}
+_TEST_EVENTS_PAGE = {
+    "meta_capi": "Meta: Events Manager → Test events",
+    "tiktok": "TikTok: Events Manager → <pixel> → Test events",
+}
+
+
+def cmd_validate_destination(args: argparse.Namespace) -> int:
+    """Send one preview purchase (happening now, a test customer) to a GA4, Meta or TikTok destination in
+    validation mode — GA4 to /debug/mp/collect (validated, not recorded), Meta and TikTok with a test_event_code
+    (shown under Test events; Meta still counts them) — and print the request and what the platform answered."""
+    import dataclasses
+    import time
+
+    import httpx
+
+    from bridge.destinations import destination_class
+    from bridge.destinations.base import Verdict
+    from bridge.events import format_time
+    from bridge.preview import mask_url
+
+    settings = _settings(args)
+    if args.name not in settings.destinations:
+        print(f"error: no destination {args.name!r} in {settings.path}", file=sys.stderr)
+        return 2
+    entry = settings.destinations[args.name]
+    mode = _VALIDATING.get(entry.type)
+    if mode is None:
+        print(f"error: {entry.type} has no validation endpoint (only {', '.join(_VALIDATING)})", file=sys.stderr)
+        return 2
+    extra: dict[str, Any] = {"debug": True} if mode == "debug" else {}
+    if mode == "test_event_code":
+        code = args.test_event_code or entry.options.get("test_event_code")
+        if not code:
+            print(f"error: needs --test-event-code ({_TEST_EVENTS_PAGE[entry.type]})", file=sys.stderr)
+            return 2
+        extra = {"test_event_code": code}
+    checked = dataclasses.replace(entry, options={**entry.options, **extra}, events=("*",))
+    destination = destination_class(entry.type)(checked)
+    now = time.time()
+    event = {
+        "name": "purchase",
+        "id": f"bridge-validate-{int(now)}",
+        "occurred_at": format_time(int(now)),
+        "customer": {"id": "bridge-validate", "email": "validate@example.com", "address": {"country_code": "US"}},
+        "order": {"id": f"bridge-validate-{int(now)}", "total": "1.00", "currency": "USD"},
+        "context": {"ip": "192.0.2.1"},
+    }
+    request = destination.render([event])
+    print(f"{request.method} {mask_url(request.url)}")
+    print(request.body.decode())
+    try:
+        with httpx.Client(timeout=entry.timeout_seconds) as client:
+            answer = client.request(request.method, request.url, headers=request.headers, content=request.body)
+    except httpx.HTTPError as exc:
+        print(f"cannot reach {mask_url(request.url)}: {exc}", file=sys.stderr)
+        return 1
+    outcome = destination.classify(answer.status_code, dict(answer.headers), answer.content)
+    print(f"\n→ HTTP {answer.status_code}: {answer.text[:4000]}")
+    print(f"{'ok' if outcome.verdict is Verdict.DELIVERED else 'NOT OK'}: {outcome.reason}")
+    return 0 if outcome.verdict is Verdict.DELIVERED else 1
 
 
 def _ops_client(args: argparse.Namespace) -> tuple[Any, str]:
@@ -230,8 +295,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                     if args.destination:
                         body["destination"] = args.destination
                     response = client.post("/ops/deliveries/retry", json=body)
-            else:  # purge
-                response = client.post("/ops/outbox/purge", json={"older_than_days": args.older_than_days})
+            else:  # purge: the service's retention rule, or rows older than --older-than-days
+                purge: dict[str, object] = {}
+                if args.older_than_days is not None:
+                    purge["older_than_days"] = args.older_than_days
+                response = client.post("/ops/outbox/purge", json=purge)
     except httpx.HTTPError as exc:
         print(f"cannot reach the bridge at {url}: {exc}", file=sys.stderr)
         return 1
@@ -302,7 +370,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the whole flow locally against built-in sinks and exit")
     demo.add_argument("--verbose", action="store_true", help="print the bridge's log lines too")
+    demo.add_argument("--all", action="store_true", help="also the analytics and ad platforms' sinks")
+    demo.add_argument(
+        "--source",
+        default="stripe",
+        choices=["stripe", "apple_app_store", "braintree", "fastspring", "google_play", "maxio", "mercadopago",
+                 "paystack", "recharge", "revenuecat"],
+        help="whose sample webhooks to post (default: stripe)",
+    )
     demo.set_defaults(func=cmd_demo)
+
+    validate = with_config(
+        sub.add_parser("validate-destination", help="send one test purchase to GA4's validation server, Meta or TikTok")
+    )
+    validate.add_argument("name", help="a ga4, meta_capi or tiktok destination from the config")
+    validate.add_argument("--test-event-code", help="Meta, TikTok: the code from Events Manager → Test events")
+    validate.set_defaults(func=cmd_validate_destination)
 
     outbox = with_config(sub.add_parser("outbox", help="look at and retry deliveries (through the ops API)"))
     outbox.add_argument("--url", help="bridge base URL (default: from the config's server section)")
@@ -313,7 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--destination")
     outbox.add_argument("--limit", type=int, default=50)
     outbox.add_argument("--cursor", type=int)
-    outbox.add_argument("--older-than-days", type=float, default=30.0)
+    outbox.add_argument(
+        "--older-than-days",
+        type=float,
+        help="purge: delete finished rows older than this (default: the config's retention.delivered_days); "
+        "dedup keys always follow retention.dedup_days",
+    )
     outbox.set_defaults(func=cmd_outbox)
     return parser
 
@@ -323,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except (ConfigError, MappingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except BridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,10 +1,17 @@
 """The delivery loop: claim due deliveries, render them for their destination, send, record, reschedule.
 
-One `Lane` per destination holds its claimed-but-unsent deliveries, its concurrency limit and its rate
-limiter. A single claim loop tops lanes up from the outbox when they have room, sleeping until the next due
-delivery or until `wake()` (called by ingest after a commit, and by ops retries). Each lane runs
-`concurrency` workers that take deliveries (up to the destination's batch size), wait for the rate limiter,
-send over the one shared aiohttp session and complete the attempt in the outbox, fenced by our owner token.
+One `Lane` (bridge/lanes.py) per destination holds its claimed-but-unsent deliveries, its concurrency limit and
+its rate limiter. A single claim loop tops lanes up from the outbox when they have room, sleeping until the
+earliest time a lane that may send has work due, or until `wake()` (called by ingest after a commit, and by ops
+retries). A paused lane (429, full rate-limit window) is not claimed for and does not wake the loop before its
+pause ends, so an idle or paused lane costs no CPU. Each lane runs `concurrency` workers that take deliveries (up
+to the destination's batch size), wait for the rate limiter, send over the one shared aiohttp session
+(bridge/sending.py) and complete the attempt in the outbox, fenced by the token of the claim that leased it.
+
+Nothing that goes wrong with one batch stops a lane: every exception while rendering, sending or recording
+becomes an attempt with its reason (or, when recording itself fails, a lease that runs out so the work is taken
+again), and a claim loop or worker task that ends anyway is started again and counted (`LaneStats.restarts`,
+`Dispatcher.claim_restarts`). `lane_health` reports paused and stalled lanes.
 
 Time comes from the injected clock. With a ManualClock a test drives the loop by moving time and calling
 `wake()`; nothing here sleeps on a deadline computed from that clock without being woken again.
@@ -14,72 +21,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
 import socket
-import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
-import orjson
 
 from bridge import logs
 from bridge.clock import Clock
 from bridge.config import DispatcherSettings
-from bridge.destinations.base import (
-    USER_AGENT,
-    BatchTooLarge,
-    Destination,
-    HttpRequest,
-    Outcome,
-    Verdict,
-    response_excerpt,
-)
-from bridge.errors import OutboxError, RenderError
+from bridge.destinations.base import Destination, Outcome, Verdict
+from bridge.errors import OutboxError
+from bridge.lanes import Lane, LaneHealth, LaneStats, lease_for
 from bridge.outbox.base import AttemptResult, Delivery, Outbox
 from bridge.ratelimit import RateLimiter
-from bridge.retry import parse_retry_after
+from bridge.sending import Sender, new_session
 
 log = logging.getLogger("bridge.dispatcher")
 
-#: how much of a response body we read (classification and the attempt log)
-MAX_RESPONSE_BYTES = 64 * 1024
-#: longest the claim loop sleeps without checking the outbox (catches retries that became due)
+#: longest the claim loop sleeps without asking the outbox about a lane (catches work another process added)
 MAX_IDLE_SECONDS = 5.0
+#: a lane whose limiter holds requests back longer than this is not claimed for, and gives back what it holds
+#: that would outlive its lease
+HOLD_BACK_SECONDS = 1.0
+#: how soon to look again when the outbox reports work due that a claim just did not get (a concurrent writer)
+RECHECK_SECONDS = 0.05
+#: real seconds between restarts of a task that keeps failing: doubling from the first, up to the last
+RESTART_BACKOFF = (0.05, 5.0)
 
-
-@dataclass
-class LaneStats:
-    delivered: int = 0
-    retried: int = 0
-    dead: int = 0
-    lost_leases: int = 0
-    latency_ms_total: float = 0.0
-    requests: int = 0
-    last_success_at: float | None = None
-    last_failure_at: float | None = None
-
-
-@dataclass
-class Lane:
-    destination: Destination
-    limiter: RateLimiter
-    queue: deque[Delivery] = field(default_factory=deque)
-    sending: int = 0
-    #: False after a claim came back short: nothing more is due until woken or a timer passes
-    may_have_work: bool = True
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    stats: LaneStats = field(default_factory=LaneStats)
-
-    @property
-    def capacity(self) -> int:
-        """How many deliveries this lane wants buffered: enough to keep every worker busy with a full batch."""
-        return self.destination.settings.concurrency * self.destination.max_batch * 2
+__all__ = ["MAX_IDLE_SECONDS", "Dispatcher", "Lane", "LaneHealth", "LaneStats", "new_owner", "new_session"]
 
 
 def new_owner() -> str:
@@ -104,23 +78,51 @@ class Dispatcher:
         self.settings = settings
         self.rng = rng or random.Random()
         self.owner = owner or new_owner()
-        self.lanes = {name: Lane(dest, RateLimiter(dest.rate_limits)) for name, dest in destinations.items()}
+        self.lanes: dict[str, Lane] = {}
+        for name, dest in destinations.items():
+            limiter = RateLimiter(dest.rate_limits, max_pause=settings.retry.max_retry_after)
+            lease = lease_for(dest, settings.lease_seconds)
+            if lease > settings.lease_seconds:
+                log.warning(
+                    "lease stretched to fit the destination's timeout",
+                    extra={
+                        "destination": name,
+                        "timeout_seconds": dest.settings.timeout_seconds,
+                        "lease_seconds": settings.lease_seconds,
+                        "leased_for": lease,
+                    },
+                )
+            self.lanes[name] = Lane(dest, limiter, lease)
+        self.sender = Sender(session, clock, settings.retry, self.rng, on_throttled=self._throttled)
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
         self._claims = 0
-        #: called with (destination, seconds) after each destination request (the app points it at its metrics)
-        self.on_request: Callable[[str, float], None] | None = None
+        #: rounds of the claim loop (each asks the outbox about the lanes that may have work)
+        self.claim_rounds = 0
+        #: times the claim loop ended unexpectedly and was started again
+        self.claim_restarts = 0
+        self._round_started: float | None = None
+
+    @property
+    def on_request(self) -> Callable[[str, float], None] | None:
+        """Called with (destination, seconds) after each destination request (the app points it at its metrics)."""
+        return self.sender.on_request
+
+    @on_request.setter
+    def on_request(self, callback: Callable[[str, float], None] | None) -> None:
+        self.sender.on_request = callback
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._stopping = False
-        self._tasks.append(asyncio.create_task(self._claim_loop(), name="dispatcher-claim"))
+        self._tasks.append(self._supervise("dispatcher-claim", self._claim_loop, None))
         for name, lane in self.lanes.items():
             for index in range(lane.destination.settings.concurrency):
-                self._tasks.append(asyncio.create_task(self._worker(lane), name=f"dispatcher-{name}-{index}"))
+                work = functools.partial(self._worker, lane)
+                self._tasks.append(self._supervise(f"dispatcher-{name}-{index}", work, lane))
 
     async def stop(self) -> None:
         """Stop claiming; let in-flight sends finish within the grace period; give back every other lease."""
@@ -136,14 +138,10 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._sends, return_exceptions=True)
         self._tasks.clear()
-        leftovers: dict[str, list[int]] = {}
         for lane in self.lanes.values():
-            for delivery in lane.queue:
-                leftovers.setdefault(delivery.lease_owner, []).append(delivery.id)
+            leftovers = list(lane.queue)
             lane.queue.clear()
-        for token, ids in leftovers.items():
-            with contextlib.suppress(OutboxError):
-                await self.outbox.release(ids, token)
+            await self._release(leftovers)
 
     def wake(self, destinations: Sequence[str] | None = None) -> None:
         """New work may be due (after an ingest commit, an ops retry, or a clock change in tests)."""
@@ -153,11 +151,40 @@ class Dispatcher:
                 lane.may_have_work = True
         self._wake.set()
 
+    def _supervise(self, name: str, body: Callable[[], Awaitable[None]], lane: Lane | None) -> asyncio.Task[None]:
+        return asyncio.create_task(self._supervised(name, body, lane), name=name)
+
+    async def _supervised(self, name: str, body: Callable[[], Awaitable[None]], lane: Lane | None) -> None:
+        """Run `body` until stop; if it raises or returns before that, log it, count it and start it again (at
+        once the first time, then with a doubling pause so a task that keeps failing cannot spin)."""
+        delay = 0.0
+        while not self._stopping:
+            try:
+                await body()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self._stopping:
+                    return
+                log.exception("dispatcher task failed; starting it again", extra={"task": name})
+            else:
+                if self._stopping:
+                    return
+                log.error("dispatcher task ended; starting it again", extra={"task": name})
+            if lane is None:
+                self.claim_restarts += 1
+            else:
+                lane.stats.restarts += 1
+            self._wake.set()
+            await asyncio.sleep(delay)
+            delay = min(max(delay * 2, RESTART_BACKOFF[0]), RESTART_BACKOFF[1])
+
     # -- claiming ------------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            self.claim_rounds += 1
             try:
                 timeout = await self.fill()
             except OutboxError as exc:
@@ -169,43 +196,100 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout / self.clock.scale)
 
     async def fill(self) -> float:
-        """Top every lane up from the outbox. Returns how long the loop may sleep before looking again."""
+        """Top every lane up from the outbox. Returns how long the loop may sleep before looking again: until
+        the earliest moment a lane that is not paused has work due, or a pause ends."""
         now = self.clock.now()
-        sleep = MAX_IDLE_SECONDS
-        for name, lane in self.lanes.items():
-            limit_wait = lane.limiter.delay(now)
-            if limit_wait > 1.0:
-                # rate-limited for a while: don't hold leases on work we cannot send yet
-                sleep = min(sleep, limit_wait)
-                continue
-            room = lane.capacity - len(lane.queue) - lane.sending
-            if room <= 0 or not lane.may_have_work:
-                continue
-            want = min(room, self.settings.claim_batch)
-            # a fresh token per claim: a completion for a lease we lost and took back later is still fenced off
-            self._claims += 1
-            token = f"{self.owner}:{self._claims}"
-            claimed = await self.outbox.claim(name, want, now, self.settings.lease_seconds, token)
-            if claimed:
-                lane.queue.extend(claimed)
-                lane.ready.set()
-            if len(claimed) < want:
-                lane.may_have_work = False
-            else:
-                sleep = 0.0
-        due = await self.outbox.next_due_at()
-        if due is not None:
-            if due <= now:
-                self.wake()
-                sleep = 0.0
-            else:
-                sleep = min(sleep, due - now)
-        return max(sleep, 0.0)
+        self._round_started = now
+        try:
+            sleep = MAX_IDLE_SECONDS
+            for name, lane in self.lanes.items():
+                sleep = min(sleep, await self._fill_lane(name, lane, now))
+            return max(sleep, 0.0)
+        finally:
+            self._round_started = None
+
+    async def _fill_lane(self, name: str, lane: Lane, now: float) -> float:
+        wait = lane.wait(now)
+        if wait > HOLD_BACK_SECONDS:
+            # paused or rate-limited for a while: claim nothing, and give back what would outlive its lease
+            await self._hold_back(lane, now + wait)
+            return wait
+        if now - lane.checked_at >= MAX_IDLE_SECONDS or (lane.next_due_at is not None and lane.next_due_at <= now):
+            lane.may_have_work = True
+        room = lane.capacity - len(lane.queue) - lane.sending
+        if room <= 0:
+            return MAX_IDLE_SECONDS  # a worker that finishes a batch wakes the loop (_lane_low)
+        if not lane.may_have_work:
+            return MAX_IDLE_SECONDS if lane.next_due_at is None else lane.next_due_at - now
+        want = min(room, self.settings.claim_batch)
+        # a fresh token per claim: a completion for a lease we lost and took back later is still fenced off
+        self._claims += 1
+        token = f"{self.owner}:{self._claims}"
+        claimed = await self.outbox.claim(name, want, now, lane.lease_seconds, token)
+        lane.checked_at = now
+        if claimed:
+            lane.queue.extend(claimed)
+            lane.ready.set()
+            lane.saw_work(now)
+        if len(claimed) >= want:
+            lane.next_due_at = now
+            return 0.0
+        lane.may_have_work = False
+        if lane.queue or lane.sending:
+            return MAX_IDLE_SECONDS  # busy: its workers wake the loop as they finish (_lane_low)
+        due = await self.outbox.next_due_at(name)
+        lane.next_due_at = due
+        if not claimed and (due is None or due > now):
+            lane.due_since = None
+        if due is None:
+            return MAX_IDLE_SECONDS
+        if due <= now:
+            # due, yet not claimed: written after our claim, or locked by another claimer; look again soon
+            return RECHECK_SECONDS
+        return due - now
+
+    async def _hold_back(self, lane: Lane, until: float) -> None:
+        """Give back queued deliveries whose lease would run out before the lane may send them."""
+        timeout = lane.destination.settings.timeout_seconds
+        keep = [d for d in lane.queue if d.lease_until > until + timeout]
+        if len(keep) == len(lane.queue):
+            return
+        give = [d for d in lane.queue if d.lease_until <= until + timeout]
+        lane.queue.clear()
+        lane.queue.extend(keep)
+        log.info(
+            "claims given back while the destination is held back",
+            extra={"destination": lane.name, "delivery_ids": [d.id for d in give], "until": until},
+        )
+        await self._give_back(lane, give)
+
+    async def _give_back(self, lane: Lane, deliveries: Sequence[Delivery]) -> None:
+        lane.may_have_work = True
+        await self._release(deliveries)
+        lane.stats.released += len(deliveries)
+
+    async def _release(self, deliveries: Sequence[Delivery]) -> None:
+        """Give leases back unsent (no attempt counted); where that fails they simply run out."""
+        by_token: dict[str, list[int]] = {}
+        for delivery in deliveries:
+            by_token.setdefault(delivery.lease_owner, []).append(delivery.id)
+        for token, ids in by_token.items():
+            try:
+                await self.outbox.release(ids, token)
+            except OutboxError as exc:
+                log.warning(
+                    "giving claims back failed; their leases run out instead",
+                    extra={"delivery_ids": ids, "error": str(exc)},
+                )
 
     def _lane_low(self, lane: Lane) -> None:
         if len(lane.queue) < lane.capacity // 2:
             lane.may_have_work = True
             self._wake.set()
+
+    def _throttled(self, lane: Lane) -> None:
+        """A 429 paused `lane`: let the claim loop give back what the lane holds."""
+        self._wake.set()
 
     # -- sending -------------------------------------------------------------------------------------
 
@@ -222,19 +306,19 @@ class Dispatcher:
         logs.bind(destination=lane.destination.name)  # every line from this lane (and its sends) names it
         while not self._stopping:
             if not lane.queue:
+                lane.ready.clear()
                 await lane.ready.wait()
                 continue
-            wait = lane.limiter.delay(self.clock.now())
+            wait = lane.wait(self.clock.now())
             if wait > 0:
-                await asyncio.sleep(min(wait, 1.0) / self.clock.scale)
+                await asyncio.sleep(min(wait, HOLD_BACK_SECONDS) / self.clock.scale)
                 continue
             batch = self._take(lane)
             if not batch:
                 continue
-            counted_at = self.clock.now()
-            lane.limiter.record(counted_at)
+            ticket = lane.limiter.record()
             lane.sending += len(batch)
-            task = asyncio.create_task(self._deliver(lane, batch, counted_at))
+            task = asyncio.create_task(self._deliver(lane, batch, ticket))
             self._sends.add(task)
             try:
                 await asyncio.shield(task)
@@ -246,152 +330,79 @@ class Dispatcher:
                 lane.sending -= len(batch)
                 self._lane_low(lane)
 
-    async def _deliver(self, lane: Lane, batch: list[Delivery], counted_at: float) -> None:
+    async def _deliver(self, lane: Lane, batch: list[Delivery], ticket: int) -> None:
+        """Send `batch` and record the outcome. Never raises (but for cancellation): whatever goes wrong becomes
+        an attempt with its reason, or — if even recording fails — leases that run out and are taken again.
+        `ticket`: the rate limiter's count of this request, given back if no request goes out."""
+        try:
+            await self._send_and_record(lane, batch, ticket)
+        finally:
+            lane.limiter.cancel(ticket)
+
+    async def _send_and_record(self, lane: Lane, batch: list[Delivery], ticket: int) -> None:
         now = self.clock.now()
         timeout = lane.destination.settings.timeout_seconds
         fresh = [d for d in batch if d.lease_until > now + timeout]
         if len(fresh) < len(batch):
-            # these leases would run out mid-request; the outbox will offer them again
-            lane.may_have_work = True
+            stale = [d for d in batch if d.lease_until <= now + timeout]
+            log.warning(
+                "claims given back unsent: their lease would run out mid-request",
+                extra={"destination": lane.name, "delivery_ids": [d.id for d in stale]},
+            )
+            await self._give_back(lane, stale)
+            self._wake.set()
         if not fresh:
             return
-        results = await self.send(lane, fresh, counted_at)
+        try:
+            results = await self.sender.send(lane, fresh, ticket)
+        except Exception as exc:  # a bug: say so on each delivery, keep the worker
+            log.exception(
+                "sending failed unexpectedly", extra={"destination": lane.name, "delivery_ids": [d.id for d in fresh]}
+            )
+            lane.stats.internal_errors += 1
+            outcome = Outcome(Verdict.RETRY, f"internal error while sending: {type(exc).__name__}: {exc}")
+            results = [self.sender.result(lane, d, outcome, now) for d in fresh]
+        await self._record(lane, fresh, results)
+
+    async def send(self, lane: Lane, batch: Sequence[Delivery]) -> list[AttemptResult]:
+        """Render, send and classify one request for `batch` (bridge/sending.py), outside the rate limiter; one
+        AttemptResult per delivery sent or settled. Deliveries that did not fit go back to the lane's queue."""
+        return await self.sender.send(lane, batch)
+
+    async def _record(self, lane: Lane, batch: Sequence[Delivery], results: list[AttemptResult]) -> None:
+        if not results:
+            return
         try:
             applied = await self.outbox.complete(results)
-        except OutboxError as exc:
+        except Exception as exc:  # OutboxError, or a bug: either way the attempt is not recorded
+            lane.stats.unrecorded += len(results)
+            leases_end = min((d.lease_until for d in batch), default=self.clock.now())
             log.error(
-                "recording attempts failed: %s",
+                "recording attempts failed: %s: %s; their leases run out and they are sent again",
+                type(exc).__name__,
                 exc,
-                extra={"destination": lane.destination.name, "delivery_ids": [r.delivery_id for r in results]},
-            )
-            return
-        lane.stats.lost_leases += applied.count(False)
-
-    async def send(self, lane: Lane, batch: Sequence[Delivery], counted_at: float | None = None) -> list[AttemptResult]:
-        """Render, send and classify one request for `batch`; one AttemptResult per delivery. `counted_at`: when
-        the rate limiter counted the request (the latency it learns from is measured from there)."""
-        destination = lane.destination
-        started = self.clock.now()
-        status: int | None = None
-        excerpt: str | None = None
-        latency: float | None = None
-        events = [_decode(d) for d in batch]
-        try:
-            try:
-                request = destination.render(events)
-            except BatchTooLarge as too_large:
-                if too_large.fits < 1:
-                    raise
-                # send what fits now; the rest goes back to the front of the lane for the next request
-                lane.queue.extendleft(reversed(batch[too_large.fits :]))
-                lane.ready.set()
-                batch = batch[: too_large.fits]
-                request = destination.render(events[: too_large.fits])
-        except RenderError as exc:
-            outcome = Outcome(Verdict.DEAD, f"cannot render: {exc}")
-        else:
-            t0 = time.perf_counter()
-            outcome, status, excerpt = await self._http(destination, request)
-            latency = (time.perf_counter() - t0) * 1000
-        now = self.clock.now()
-        lane.limiter.observe(now - (counted_at if counted_at is not None else started))
-        stats = lane.stats
-        stats.requests += 1
-        if latency is not None:
-            stats.latency_ms_total += latency
-            if self.on_request is not None:
-                self.on_request(destination.name, latency / 1000)
-        if outcome.verdict is Verdict.DELIVERED:
-            lane.limiter.succeeded()
-            stats.last_success_at = now
-        else:
-            stats.last_failure_at = now
-            if status == 429:
-                lane.limiter.throttled(now, outcome.retry_after)
-        results = []
-        for delivery in batch:
-            verdict: Literal["delivered", "retry", "dead"] = outcome.verdict.value
-            next_at: float | None = None
-            error = None if outcome.verdict is Verdict.DELIVERED else outcome.reason
-            if outcome.verdict is Verdict.RETRY:
-                next_at = self.settings.retry.next_attempt_at(delivery.attempts + 1, now, outcome.retry_after, self.rng)
-                if next_at is None:
-                    verdict = "dead"
-                    error = f"gave up after {delivery.attempts + 1} attempts; last: {outcome.reason}"
-            if verdict == "delivered":
-                stats.delivered += 1
-            elif verdict == "dead":
-                stats.dead += 1
-            else:
-                stats.retried += 1
-            results.append(
-                AttemptResult(
-                    delivery_id=delivery.id,
-                    owner=delivery.lease_owner,
-                    started_at=started,
-                    verdict=verdict,
-                    next_attempt_at=next_at,
-                    status_code=status,
-                    latency_ms=latency,
-                    error=error,
-                    response_excerpt=excerpt,
-                )
-            )
-        if outcome.verdict is not Verdict.DELIVERED:
-            log.warning(
-                "delivery attempt failed",
                 extra={
-                    "destination": destination.name,
-                    "delivery_ids": [d.id for d in batch],
-                    "webhook_ids": sorted({d.webhook_id for d in batch}),
-                    "verdicts": sorted({r.verdict for r in results}),
-                    "status_code": status,
-                    "reason": outcome.reason,
+                    "destination": lane.name,
+                    "delivery_ids": [r.delivery_id for r in results],
+                    "leases_end": leases_end,
                 },
             )
-        return results
-
-    async def _http(self, destination: Destination, request: HttpRequest) -> tuple[Outcome, int | None, str | None]:
-        timeout = aiohttp.ClientTimeout(total=destination.settings.timeout_seconds)
-        try:
-            async with self.session.request(
-                request.method,
-                request.url,
-                data=request.body,
-                headers=request.headers,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response:
-                body = await response.content.read(MAX_RESPONSE_BYTES)
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                outcome = destination.classify(response.status, headers, body)
-                if outcome.retry_after is None and "retry-after" in headers:
-                    retry_after = parse_retry_after(headers["retry-after"], self.clock.now())
-                    outcome = Outcome(outcome.verdict, outcome.reason, retry_after)
-                return outcome, response.status, response_excerpt(body)
-        except TimeoutError:
-            return Outcome(Verdict.RETRY, f"timed out after {destination.settings.timeout_seconds:g}s"), None, None
-        except aiohttp.ClientError as exc:
-            return Outcome(Verdict.RETRY, f"connection error: {type(exc).__name__}: {exc}"), None, None
+            lane.next_due_at = leases_end if lane.next_due_at is None else min(lane.next_due_at, leases_end)
+            self._wake.set()
+            return
+        lane.stats.lost_leases += applied.count(False)
+        retries = [r.next_attempt_at for r, ok in zip(results, applied, strict=True) if ok and r.verdict == "retry"]
+        soonest = min((t for t in retries if t is not None), default=None)
+        if soonest is not None:
+            lane.next_due_at = soonest if lane.next_due_at is None else min(lane.next_due_at, soonest)
 
     # -- reporting -----------------------------------------------------------------------------------
 
     def lane_stats(self) -> dict[str, LaneStats]:
         return {name: lane.stats for name, lane in self.lanes.items()}
 
-
-def _decode(delivery: Delivery) -> dict[str, object]:
-    event: dict[str, object] = orjson.loads(delivery.payload)
-    return event
-
-
-def new_session(user_agent: str = USER_AGENT, *, limit: int = 256) -> aiohttp.ClientSession:
-    """The one outbound HTTP session: our own User-Agent (destinations may override per request), pooled
-    connections, no cookie jar (each request stands alone)."""
-    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector,
-        headers={"User-Agent": user_agent},
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=True,
-    )
+    def lane_health(self, now: float) -> dict[str, LaneHealth]:
+        """Per destination: paused until when, stalled or not, since when work is due, restarts, last attempt."""
+        started = self._round_started
+        stuck = started is not None and now - started > self.settings.lease_seconds
+        return {name: lane.health(now, claim_stuck=stuck) for name, lane in self.lanes.items()}

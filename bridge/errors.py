@@ -2,6 +2,7 @@
 
 BridgeError
  ├── ConfigError            bad bridge.yaml (carries file:line:column and a hint)
+ │    └── ConfigErrors      several of them, from one read of the file
  ├── MappingError           bad mapping file at load time (file:line:column and a hint)
  ├── MappingEvalError       a mapping failed on one webhook at run time (the webhook is kept as mapping_failed)
  ├── SignatureError         a webhook's signature, credentials or timestamp did not verify (401)
@@ -60,6 +61,18 @@ class LocatedError(BridgeError):
 
 class ConfigError(LocatedError):
     """The configuration file is invalid."""
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one configuration file; located at the first, described one per line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = list(errors) or [ConfigError("the configuration file is invalid")]
+        first = self.errors[0]
+        super().__init__(first.message, file=first.file, line=first.line, column=first.column, hint=first.hint)
+
+    def describe(self) -> str:
+        return "\n".join(error.describe() for error in getattr(self, "errors", [])) or super().describe()
 
 
 class MappingError(LocatedError):

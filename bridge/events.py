@@ -6,7 +6,11 @@ A canonical event is a plain JSON-ready dict (so it is stored, diffed and sent w
      "source": {...}, "customer": {...}, "order": {...}, "subscription": {...},
      "consent": {...}, "context": {...}, "properties": {...}}
 
-Money is a decimal string ("54.98"), never a float; times are RFC 3339 UTC strings. `FIELDS` lists every
+Money is a decimal string ("54.98"), never a float; times are RFC 3339 UTC strings. Consent flags are booleans:
+true = granted, false = denied, absent = unknown (`consent.ad_user_data` and `consent.ad_personalization` are
+Google's consent-mode signals and gate ad platforms; `consent.marketing` is the opt-in to marketing messages). Raw
+personal data (customer.*, context.ip, context.user_agent, the click and browser ids) is carried as given;
+each destination normalises and hashes it by its own rules (bridge.privacy) when it renders. `FIELDS` lists every
 known field with its kind; mapping files are checked against it when they load and every produced event is
 normalised by `normalize` before it is stored.
 """
@@ -59,6 +63,7 @@ FIELDS: dict[str, str] = {
     "source.webhook_id": "string",
     "source.webhook_type": "string",
     "customer.id": "string",
+    "customer.external_id": "string",
     "customer.email": "string",
     "customer.phone": "string",
     "customer.first_name": "string",
@@ -93,6 +98,8 @@ FIELDS: dict[str, str] = {
     "subscription.cancel_reason": "string",
     "consent.analytics": "bool",
     "consent.marketing": "bool",
+    "consent.ad_user_data": "bool",
+    "consent.ad_personalization": "bool",
     **{
         f"context.{f}": "string"
         for f in (
@@ -106,6 +113,11 @@ FIELDS: dict[str, str] = {
             "gclid",
             "fbclid",
             "msclkid",
+            "ttclid",
+            "client_id",
+            "fbp",
+            "fbc",
+            "ttp",
             "utm_source",
             "utm_medium",
             "utm_campaign",
@@ -133,8 +145,46 @@ class FieldValueError(ValueError):
     """A value does not fit its canonical field."""
 
 
+#: Money is bounded: at most this many significant digits, and a decimal exponent (the power of ten of the
+#: leading digit) within ±MONEY_MAX_EXPONENT. Printed in full, "1e20000000" is 20 MB of digits.
+MONEY_MAX_DIGITS = 40
+MONEY_MAX_EXPONENT = 30
+#: longer text is no amount, whatever it holds (checked before parsing it)
+MONEY_MAX_TEXT = 100
+
+
+def parse_decimal(text: str) -> Decimal:
+    """A Decimal from text (raises InvalidOperation), refusing text too long to be an amount before parsing it."""
+    text = text.strip()
+    if len(text) > MONEY_MAX_TEXT:
+        raise InvalidOperation(f"longer than {MONEY_MAX_TEXT} characters")
+    return Decimal(text)
+
+
+def money_out_of_range(amount: Decimal) -> str | None:
+    """Why a finite `amount` is no plausible amount of money (too large or too small, or too many digits), or
+    None."""
+    exponent = amount.adjusted()
+    if not -MONEY_MAX_EXPONENT <= exponent <= MONEY_MAX_EXPONENT:
+        return f"its exponent {exponent:+d} is beyond ±{MONEY_MAX_EXPONENT}"
+    digits = len(amount.as_tuple().digits)
+    if digits > MONEY_MAX_DIGITS:
+        return f"{digits} significant digits, more than {MONEY_MAX_DIGITS}"
+    return None
+
+
+def shorten(value: Any, limit: int = 40) -> str:
+    """`repr(value)` cut to `limit` characters, for messages about values that may be huge."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def to_money(value: Any) -> str:
-    """An exact decimal string for a money value (int, Decimal or a numeric string; floats via their repr)."""
+    """An exact decimal string for a money value (int, Decimal or a numeric string; floats via their repr).
+
+    Not finite, more than MONEY_MAX_DIGITS significant digits or an exponent beyond ±MONEY_MAX_EXPONENT:
+    FieldValueError (the webhook is kept as mapping_failed).
+    """
     if isinstance(value, bool):
         raise FieldValueError(f"expected money, got a boolean ({value!r})")
     if isinstance(value, Decimal):
@@ -145,13 +195,16 @@ def to_money(value: Any) -> str:
         d = Decimal(repr(value))
     elif isinstance(value, str):
         try:
-            d = Decimal(value.strip())
+            d = parse_decimal(value)
         except InvalidOperation:
-            raise FieldValueError(f"expected money (a decimal number), got text {value!r}") from None
+            raise FieldValueError(f"expected money (a decimal number), got text {shorten(value)}") from None
     else:
         raise FieldValueError(f"expected money, got {type(value).__name__}")
     if not d.is_finite():
-        raise FieldValueError(f"expected a finite amount, got {value!r}")
+        raise FieldValueError(f"expected a finite amount, got {shorten(value)}")
+    problem = money_out_of_range(d)
+    if problem:
+        raise FieldValueError(f"amount {shorten(value)} is out of range: {problem}")
     return format(d, "f")
 
 
@@ -160,16 +213,22 @@ def to_time(value: Any) -> str:
     if isinstance(value, bool):
         raise FieldValueError(f"expected a time, got a boolean ({value!r})")
     if isinstance(value, int | float):
-        return format_time(float(value))
+        try:
+            return format_time(float(value))
+        except (OverflowError, ValueError, OSError):
+            raise FieldValueError(f"epoch seconds {shorten(value)} are out of range") from None
     if isinstance(value, str):
         text = value.strip()
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            raise FieldValueError(f"expected an ISO 8601 time, got {value!r}") from None
+            raise FieldValueError(f"expected an ISO 8601 time, got {shorten(value)}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return format_datetime(parsed)
+        try:
+            return format_datetime(parsed)
+        except OverflowError:  # year 1 or 9999 pushed past the calendar by its UTC offset
+            raise FieldValueError(f"time {shorten(value)} is out of range") from None
     raise FieldValueError(f"expected a time, got {type(value).__name__}")
 
 
@@ -196,19 +255,27 @@ def _to_string(value: Any) -> str:
     raise FieldValueError(f"expected text, got {type(value).__name__}")
 
 
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # whole-number fields are 64-bit, as every destination stores them
+
+
 def _to_int(value: Any) -> int:
     if isinstance(value, bool):
         raise FieldValueError(f"expected a whole number, got a boolean ({value!r})")
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and len(value) <= 40:
         try:
-            return int(value.strip())
+            number = int(value.strip())
         except ValueError:
             pass
-    raise FieldValueError(f"expected a whole number, got {value!r}")
+    if number is None:
+        raise FieldValueError(f"expected a whole number, got {shorten(value)}")
+    if not INT_MIN <= number <= INT_MAX:
+        raise FieldValueError(f"whole number {shorten(value)} does not fit 64 bits")
+    return number
 
 
 def _to_bool(value: Any) -> bool:

@@ -1,10 +1,10 @@
 """The ingest path: verified raw webhook → provider events → canonical events → routed deliveries → one
-durable outbox write per provider event. HTTP concerns (reading the body, status codes) live in app.py.
+durable outbox write per request (a batch of N provider events is one call and one transaction, its body stored
+once). HTTP concerns (reading the body, status codes) live in webhooks.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +14,8 @@ import orjson
 
 from bridge.destinations.base import Destination
 from bridge.errors import MappingEvalError
-from bridge.outbox.base import IngestResult, NewDelivery, NewWebhook, Outbox, WebhookStatus
+from bridge.limits import DEFAULT_LIMITS, EventTooLarge, Limits, encode_events
+from bridge.outbox.base import IngestResult, NewDelivery, NewRequest, NewWebhook, Outbox, WebhookStatus
 from bridge.providers.base import InboundEvent, Provider
 
 log = logging.getLogger("bridge.ingest")
@@ -29,8 +30,16 @@ class Mapped:
     events: list[dict[str, Any]]
 
 
-def map_event(mapping: Any, event: InboundEvent, headers: Mapping[str, str], source: str, provider: str) -> Mapped:
-    """Run one provider event through its mapping. Never raises: failures become `mapping_failed`."""
+def map_event(
+    mapping: Any,
+    event: InboundEvent,
+    headers: Mapping[str, str],
+    source: str,
+    provider: str,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Mapped:
+    """Run one provider event through its mapping. Never raises: failures become `mapping_failed`, and so does
+    an event that cannot be written as JSON or is larger than `limits.max_event_bytes`."""
     if mapping is None:
         return Mapped("mapping_failed", "no mapping loaded for this source", [])
     try:
@@ -44,17 +53,21 @@ def map_event(mapping: Any, event: InboundEvent, headers: Mapping[str, str], sou
         return Mapped("ignored", f"event type {event.event_type!r} is not mapped", [])
     if not events:
         return Mapped("ignored", "no rule matched", [])
+    try:
+        encode_events(events, limits)
+    except EventTooLarge as exc:
+        return Mapped("mapping_failed", str(exc), [])
     return Mapped("accepted", None, events)
 
 
 def route(events: Sequence[Mapping[str, Any]], destinations: Mapping[str, Destination]) -> list[NewDelivery]:
-    """One delivery per (event, destination that routes the event's name)."""
+    """One delivery per (event, destination that routes the event's name and accepts the event)."""
     deliveries = []
     for event in events:
         name = event["name"]
         payload: bytes | None = None
         for dest_name, destination in destinations.items():
-            if destination.routes(name):
+            if destination.routes(name) and destination.accepts(event):
                 payload = payload or orjson.dumps(event)
                 deliveries.append(NewDelivery(dest_name, name, str(event["id"]), payload))
     return deliveries
@@ -95,29 +108,32 @@ async def store(
     body: bytes,
     headers: Mapping[str, str],
     received_at: float,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> IngestOutcome:
-    """Map and store every provider event of one verified webhook. Raises OutboxError if storage fails."""
-    header_blob = stored_headers(provider, headers)
+    """Map every provider event of one verified webhook and store them all in one outbox call (one transaction).
+    Raises OutboxError if storage fails; then nothing of the request was stored."""
     webhooks = []
     for event in inbound:
-        mapped = map_event(mapping, event, headers, source, provider.type)
+        mapped = map_event(mapping, event, headers, source, provider.type, limits)
         webhooks.append(
             NewWebhook(
-                source=source,
-                provider=provider.type,
                 provider_event_id=event.event_id,
                 event_type=event.event_type,
-                received_at=received_at,
                 status=mapped.status,
                 error=mapped.error,
-                headers=header_blob,
-                body=body,
                 events=orjson.dumps(mapped.events),
                 deliveries=route(mapped.events, destinations),
             )
         )
-    if len(webhooks) == 1:
-        results = [await outbox.ingest(webhooks[0])]
-    else:
-        results = list(await asyncio.gather(*(outbox.ingest(w) for w in webhooks)))
+    if not webhooks:
+        return IngestOutcome([], [])
+    request = NewRequest(
+        source=source,
+        provider=provider.type,
+        received_at=received_at,
+        headers=stored_headers(provider, headers),
+        body=body,
+        webhooks=webhooks,
+    )
+    results = await outbox.ingest(request)
     return IngestOutcome(results, [w.status for w in webhooks])

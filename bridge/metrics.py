@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bridge.lanes import LaneHealth
 from bridge.outbox.base import DELIVERY_STATUSES
 
 #: the exposition format generate_latest writes
@@ -168,12 +169,12 @@ class Metrics:
         self,
         outbox_stats: Mapping[str, Any] | None,
         lanes: Mapping[str, Any],
-        health: Mapping[str, Any] | None = None,
+        health: Mapping[str, LaneHealth] | None = None,
         now: float | None = None,
     ) -> bytes:
         """Prometheus text after setting the state gauges from `outbox_stats` (None: the outbox did not
         answer; its gauges keep their last values and bridge_outbox_up is 0), the dispatcher's lane tallies
-        and its lane health ({destination: LaneHealth}, read by attribute: paused_until, stalled)."""
+        and its lane health ({destination: LaneHealth})."""
         self.outbox_up.set(0 if outbox_stats is None else 1)
         if outbox_stats is not None:
             for destination, counts in outbox_stats.get("destinations", {}).items():
@@ -181,10 +182,10 @@ class Metrics:
                     self.deliveries.labels(destination, status).set(counts.get(status, 0))
                 self.oldest_pending.labels(destination).set(counts.get("oldest_pending_age_seconds") or 0)
         for destination, lane in (health or {}).items():
-            paused_until = getattr(lane, "paused_until", None)
+            paused_until = lane.paused_until
             remaining = max(0.0, paused_until - now) if paused_until is not None and now is not None else 0.0
             self.lane_paused.labels(destination).set(1 if remaining > 0 else 0)
             self.lane_paused_seconds.labels(destination).set(remaining)
-            self.lane_stalled.labels(destination).set(1 if getattr(lane, "stalled", False) else 0)
+            self.lane_stalled.labels(destination).set(1 if lane.stalled else 0)
         self._lanes.lanes = lanes
         return generate_latest(self.registry)

@@ -38,9 +38,13 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
+_BODY_SECRET = re.compile(r'("(?:api_key|writeKey|token|access_token|api_secret)"\s*:\s*")([^"]*)(")')
+
+
 def _body(raw: bytes) -> str:
-    """The body exactly as it would go on the wire (re-encoding JSON could change how numbers are written)."""
-    return raw.decode("utf-8", "replace")
+    """The body as it would go on the wire (re-encoding JSON could change how numbers are written), with the
+    keys some APIs take in the body (PostHog, Amplitude, Mixpanel) masked."""
+    return _BODY_SECRET.sub(lambda m: m.group(1) + mask(m.group(2)) + m.group(3), raw.decode("utf-8", "replace"))
 
 
 def preview(
@@ -71,8 +75,12 @@ def preview(
                 if not destination.routes(event["name"]):
                     continue
                 request: dict[str, Any] = {"destination": name, "event": event["name"], "id": event["id"]}
+                if not destination.accepts(event):
+                    request["error"] = "not sent: the destination refuses this event (consent, or no data it needs)"
+                    entry["requests"].append(request)
+                    continue
                 try:
-                    rendered = destination.render([event])
+                    rendered = destination.build([event])
                 except (RenderError, BridgeError) as exc:
                     request["error"] = f"cannot render: {exc}"
                 else:

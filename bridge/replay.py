@@ -2,8 +2,10 @@
 
 Every stored webhook keeps its raw body and the headers its mapping may need, so it can be parsed and mapped
 again after a mapping is fixed (mapping_failed → accepted), extended (ignored → accepted) or corrected. The
-outbox skips deliveries whose (destination, event name, canonical id) already exist, so a replay never sends a
-fact twice unless `force` resets the existing delivery. `dry_run` computes the same report and writes nothing.
+outbox skips deliveries whose (source, destination, event name, canonical id) is already known (by this webhook or
+any other of its source), so a replay never sends a fact twice unless `force` resets the existing delivery.
+`dry_run` asks the outbox for the same decisions by the same rule and writes nothing, so the plan it shows is
+what the replay does.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import orjson
 from bridge.destinations.base import Destination
 from bridge.errors import BridgeError
 from bridge.ingest import map_event, route
+from bridge.limits import DEFAULT_LIMITS, Limits
 from bridge.mapping import MappingSet
+from bridge.outbox.base import Outbox, RemapResult
 from bridge.providers.base import Provider
 
 
@@ -36,7 +40,7 @@ def diff_events(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> di
 
 
 async def replay_webhook(
-    outbox: Any,
+    outbox: Outbox,
     webhook: Mapping[str, Any],
     *,
     providers: Mapping[str, Provider],
@@ -45,6 +49,7 @@ async def replay_webhook(
     now: float,
     dry_run: bool,
     force: bool,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """Re-map one stored webhook (a row from outbox.get_webhook) and, unless dry_run, store the result."""
     report: dict[str, Any] = {"webhook_id": webhook["id"], "status_before": webhook["status"], "dry_run": dry_run}
@@ -61,26 +66,29 @@ async def replay_webhook(
     if not inbound:
         report["error"] = "the stored body no longer contains this event"
         return report
-    mapped = map_event(mappings.get(provider.mapping_name), inbound[0], headers, webhook["source"], provider.type)
+    mapped = map_event(
+        mappings.get(provider.mapping_name), inbound[0], headers, webhook["source"], provider.type, limits
+    )
     deliveries = route(mapped.events, destinations)
-    existing = {(d["destination"], d["event_name"], d["event_id"]): d["status"] for d in webhook.get("deliveries", [])}
-    planned = []
-    for delivery in deliveries:
-        state = existing.get((delivery.destination, delivery.event_name, delivery.event_id))
-        if state is None:
-            action = "create"
-        elif force and state in ("delivered", "dead"):
-            action = "reset"
-        else:
-            action = f"skip ({state})"
-        planned.append(
-            {
-                "destination": delivery.destination,
-                "event_name": delivery.event_name,
-                "event_id": delivery.event_id,
-                "action": action,
-            }
-        )
+    outcome: RemapResult = await outbox.update_webhook_mapping(
+        webhook["id"],
+        mapped.status,
+        mapped.error,
+        orjson.dumps(mapped.events),
+        deliveries,
+        now=now,
+        force=force,
+        dry_run=dry_run,
+    )
+    planned = [
+        {
+            "destination": delivery.destination,
+            "event_name": delivery.event_name,
+            "event_id": delivery.event_id,
+            "action": action,
+        }
+        for delivery, action in zip(deliveries, outcome.actions, strict=True)
+    ]
     report.update(
         status_after=mapped.status,
         error_after=mapped.error,
@@ -89,13 +97,5 @@ async def replay_webhook(
         deliveries=planned,
     )
     if not dry_run:
-        report["result"] = await outbox.update_webhook_mapping(
-            webhook["id"],
-            mapped.status,
-            mapped.error,
-            orjson.dumps(mapped.events),
-            deliveries,
-            now=now,
-            force=force,
-        )
+        report["result"] = outcome.counts()
     return report

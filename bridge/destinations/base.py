@@ -5,15 +5,22 @@ module attribute `DESTINATION`; `bridge.destinations.destination_class("<type>")
 
 A destination never sends, sleeps, retries or stores. The dispatcher:
   1. routes an event to it at ingest when `destination.routes(event_name)` is true;
-  2. later calls `render(events)` with 1..max_batch canonical events (dicts, see bridge.events) and sends the
-     returned HttpRequest over its shared aiohttp session;
-  3. calls `classify(status, headers, body)` on the answer to decide delivered / retry / dead.
+  2. later calls `build(events)` with 1..max_batch canonical events (dicts, see bridge.events): the module's
+     `render` plus the checks every request gets (`checked_request`: header names and values, URL), and sends
+     the returned HttpRequest over its shared aiohttp session;
+  3. calls `classify(status, headers, body)` on the answer to decide delivered / retry / dead; an Outcome may
+     name per-event exceptions (`per_event`) when the API reports a partial success for a batch.
+`accepts(event)` may refuse single events at routing time (e.g. consent required and not given): no delivery
+is created for them. `clock` is the app's clock (set by create_app), for destinations whose rendering depends
+on the time (age limits, send timestamps).
 RenderError from `render` is permanent: the delivery goes to `dead` with that message; BatchTooLarge (a
 RenderError) instead makes the dispatcher send the events that fit and keep the rest for the next request.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +28,20 @@ from enum import Enum
 from typing import Any, ClassVar, Literal
 
 from bridge import __version__
+from bridge.clock import Clock, SystemClock
 from bridge.errors import RenderError
 
 USER_AGENT = f"bridge/{__version__} (+self-hosted webhook bridge)"
+
+#: headers whose values are free text copied from the shopper's browser by way of the payload (Shopify
+#: `client_details.user_agent`, WooCommerce `customer_user_agent`, a `browser_ip`): control characters are removed
+#: from them (the request still goes). A control character in any other header — config values, credentials,
+#: ids such as Idempotency-Key, a templated header — makes the delivery dead with the header named.
+DESCRIPTIVE_HEADERS = frozenset({"user-agent", "x-forwarded-for", "x-real-ip", "forwarded", "referer"})
+#: what HTTP forbids in a field value (RFC 9110 5.5: CTLs except horizontal tab; aiohttp refuses to send them)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: a header name is an RFC 9110 token
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +52,8 @@ class HttpRequest:
     url: str
     headers: dict[str, str]
     body: bytes
+    #: names of headers whose control characters `checked_request` removed (for the log)
+    cleaned: tuple[str, ...] = ()
 
 
 class Verdict(Enum):
@@ -50,6 +70,14 @@ class Outcome:
     reason: str
     #: seconds the destination asked us to wait (from Retry-After), if any
     retry_after: float | None = None
+    #: index in the rendered batch → that event's own outcome, where the API reported a partial success
+    per_event: Mapping[int, Outcome] | None = None
+
+    def for_event(self, index: int) -> Outcome:
+        """The outcome of the batch's `index`-th event."""
+        if self.per_event and index in self.per_event:
+            return self.per_event[index]
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +152,7 @@ class Destination(ABC):
         self.name = settings.name
         self.names: dict[str, str] = {**self.event_names, **settings.event_names}
         self.rate_limits = settings.rate_limits if settings.rate_limits is not None else self.default_rate_limits
+        self.clock: Clock = SystemClock()
 
     def destination_event_name(self, canonical_name: str) -> str | None:
         """The name this destination uses for a canonical event, or None if it does not take it."""
@@ -139,14 +168,59 @@ class Destination(ABC):
             return False
         return self.destination_event_name(canonical_name) is not None
 
+    def accepts(self, event: Mapping[str, Any]) -> bool:
+        """Whether this event (already routed by name) is delivered here at all. Default: yes."""
+        return True
+
     @abstractmethod
     def render(self, events: Sequence[Mapping[str, Any]]) -> HttpRequest:
         """Turn 1..max_batch canonical events into one request. Raise RenderError if they cannot be sent."""
+
+    def build(self, events: Sequence[Mapping[str, Any]]) -> HttpRequest:
+        """The request the dispatcher sends: `render`, then the checks every destination's requests get."""
+        return checked_request(self.render(events))
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         """Default response table: 2xx delivered; 408, 425, 429, 5xx retry; 3xx retry (never followed);
         other 4xx dead."""
         return classify_status(status)
+
+
+def checked_request(request: HttpRequest) -> HttpRequest:
+    """`request` made fit for the wire, or RenderError naming what is not. Control characters are removed from
+    DESCRIPTIVE_HEADERS (a value left empty drops the header); anywhere else in a header value, the method or the
+    URL they are a RenderError: the delivery goes dead with the reason instead of failing in the HTTP client on
+    every attempt. Messages name the header and the character's position, never the value (it may be a secret)."""
+    if not _TOKEN.fullmatch(request.method):
+        raise RenderError(f"the HTTP method {request.method!r} is not a valid method")
+    if (found := _CONTROL.search(request.url)) is not None:
+        raise RenderError(f"the URL has a control character ({_describe(found)}); it cannot be sent")
+    headers: dict[str, str] = {}
+    cleaned: list[str] = []
+    for name, value in request.headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise RenderError(f"header name {name!r} is not a valid HTTP header name")
+        if not isinstance(value, str):
+            raise RenderError(f"header {name}: the value is a {type(value).__name__}, not text")
+        found = _CONTROL.search(value)
+        if found is not None:
+            if name.lower() not in DESCRIPTIVE_HEADERS:
+                raise RenderError(
+                    f"header {name}: the value has a control character ({_describe(found)}), which HTTP does not "
+                    "allow; it comes from the event or the destination's config and is not sent altered"
+                )
+            value = _CONTROL.sub("", value).strip()
+            cleaned.append(name)
+            if not value:
+                continue
+        headers[name] = value
+    if not cleaned and len(headers) == len(request.headers):
+        return request
+    return dataclasses.replace(request, headers=headers, cleaned=(*request.cleaned, *cleaned))
+
+
+def _describe(found: re.Match[str]) -> str:
+    return f"0x{ord(found.group()):02x} at position {found.start()}"
 
 
 def classify_status(status: int) -> Outcome:

@@ -91,9 +91,9 @@ class ElevarDestination(Destination):
             "content-type": "application/json",
             "x-website-id": self._website_id,
             "authorization": f"Bearer {self._server_key}",
-            "user-agent": _single_line(c.text(event, "context.user_agent")) or self.default_user_agent,
+            "user-agent": c.text(event, "context.user_agent") or self.default_user_agent,
         }
-        ip = _single_line(c.text(event, "context.ip")) or self.default_ip
+        ip = c.text(event, "context.ip") or self.default_ip
         if ip:
             headers["x-forwarded-for"] = ip
         return HttpRequest(
@@ -239,12 +239,6 @@ class ElevarDestination(Destination):
 
 def _required(field: str) -> str:
     raise RenderError(f"the event has no {field}")
-
-
-def _single_line(value: str | None) -> str | None:
-    if value is None or "\r" in value or "\n" in value:
-        return None
-    return value
 
 
 DESTINATION = ElevarDestination

@@ -9,10 +9,19 @@ Templated mode (any of these options): `method`, `url_template` (JMESPath giving
 order.total}`). The expressions are evaluated against the canonical event with the mapping functions of
 `bridge.mapping.functions` and compiled once at construction: a template that does not compile is an
 OptionError; one that fails on an event (error, or a URL/header of the wrong type) is a RenderError.
+
+Signing (`signing: standard_webhooks`, `signing_secret: whsec_…`): every request carries the Standard Webhooks
+headers `webhook-id` (derived from the event's dedup key, so a retry has the same id), `webhook-timestamp` (send
+time, Unix seconds) and `webhook-signature` (`v1,` + base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` under the
+base64-decoded secret), so any receiver can verify that the request came from this bridge and is fresh.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -20,6 +29,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 
 from bridge.destinations import _common as c
+from bridge.destinations import _dedup
 from bridge.destinations.base import (
     USER_AGENT,
     Destination,
@@ -60,6 +70,8 @@ class HttpDestination(Destination):
         "headers_template": "mapping of header name -> JMESPath over the canonical event (null: header left out)",
         "body": "JMESPath projection of the canonical event sent as the JSON body (default: the whole event)",
         "idempotency_header": "header carrying the event id (default Idempotency-Key; empty to leave it out)",
+        "signing": "standard_webhooks: sign every request with the Standard Webhooks headers (default: none)",
+        "signing_secret": "the signing secret, whsec_<base64> (from ${ENV}); needed with signing",
     }
     sends_custom_names = True
     requires_url = False  # `url` or `url_template`
@@ -91,6 +103,10 @@ class HttpDestination(Destination):
         if "idempotency_header" in options and options["idempotency_header"] in ("", None):
             self._idempotency_header = ""
         self._templated = bool(self._url_template or self._header_templates or self._body)
+        self.signing = c.option_choice(options, "signing", ("none", "standard_webhooks"), "none")
+        self._signing_key = signing_key(options) if self.signing == "standard_webhooks" else None
+        if self._signing_key is None and "signing_secret" in options:
+            raise OptionError("signing", "signing_secret is set but signing is not (signing: standard_webhooks)")
 
     def __repr__(self) -> str:
         return f"HttpDestination(name={self.name!r}, method={self.method!r}, url={self.url!r})"
@@ -139,10 +155,33 @@ class HttpDestination(Destination):
             body = c.json_bytes(event)
         if body and not any(h.lower() == "content-type" for h in headers):
             headers["Content-Type"] = "application/json"
+        if self._signing_key is not None:
+            headers.update(
+                sign_standard_webhooks(self._signing_key, _dedup.key_uuid(events[0]), int(self.clock.now()), body)
+            )
         return HttpRequest(self.method, url, headers, body)
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         return c.classify_with(status, body, permanent={}, transient={})
+
+
+def signing_key(options: Mapping[str, Any]) -> bytes:
+    """The HMAC key of a Standard Webhooks secret (`whsec_` + base64); OptionError if it is not one."""
+    secret = c.option_text(options, "signing_secret", required=True)
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise OptionError("signing_secret", "signing_secret must be whsec_ followed by base64") from None
+    if len(key) < 24:
+        raise OptionError("signing_secret", "signing_secret must hold at least 24 random bytes")
+    return key
+
+
+def sign_standard_webhooks(key: bytes, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers for one request."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
 
 
 DESTINATION = HttpDestination

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jmespath
+import yaml
 from jmespath.exceptions import IncompleteExpressionError, JMESPathError, LexerError, ParseError
 
 from bridge import yamlsrc
@@ -26,6 +27,7 @@ RULE_KEYS = ("name", "when", "fields", "description")
 REQUIRED_FIELDS = ("id", "occurred_at")
 SYNTAX_HINT = "check the JMESPath syntax at this column: text constants are 'quoted', JSON constants `backticked`"
 _ORDER = {path: index for index, path in enumerate(FIELDS)}
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Mark = tuple[int, int]
 
 
@@ -40,6 +42,24 @@ def load_mappings(directory: Path) -> MappingSet:
 def check_mappings(directory: Path) -> list[MappingError]:
     """Every problem of every mapping file in `directory` (empty when all are valid)."""
     return _compile_directory(directory)[1]
+
+
+def produced_names(directory: Path) -> frozenset[str]:
+    """Every canonical event name a rule of a mapping file in `directory` emits (its `name:`), read without
+    compiling; files that do not read are skipped (check_mappings reports them)."""
+    names: set[str] = set()
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            document = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        events = document.get("events") if isinstance(document, dict) else None
+        for rules in events.values() if isinstance(events, dict) else ():
+            for rule in rules if isinstance(rules, list) else [rules]:
+                name = rule.get("name") if isinstance(rule, dict) else None
+                if isinstance(name, str):
+                    names.add(name)
+    return frozenset(names)
 
 
 def compile_file(path: Path, name: str | None = None) -> tuple[CompiledMapping | None, list[MappingError]]:
@@ -58,7 +78,8 @@ def compile_file(path: Path, name: str | None = None) -> tuple[CompiledMapping |
         return None, [exc]
     compiler = _FileCompiler(path, text)
     mapping = compiler.compile(document, name or path.stem, hashlib.sha256(data).hexdigest())
-    errors = sorted(compiler.errors, key=lambda e: (e.line or 0, e.column or 0))
+    unique = {error.describe(): error for error in compiler.errors}  # a YAML alias repeats its node's problems
+    errors = sorted(unique.values(), key=lambda e: (e.line or 0, e.column or 0))
     return (None if errors else mapping), errors
 
 

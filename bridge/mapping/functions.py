@@ -20,7 +20,16 @@ import jmespath
 from jmespath import functions as jp_functions
 from jmespath.exceptions import JMESPathError, JMESPathTypeError
 
-from bridge.events import FieldValueError, format_datetime, to_time
+from bridge.events import (
+    INT_MAX,
+    INT_MIN,
+    FieldValueError,
+    format_datetime,
+    money_out_of_range,
+    parse_decimal,
+    shorten,
+    to_time,
+)
 
 
 class FunctionArgumentError(JMESPathError):  # type: ignore[misc]  # jmespath is untyped
@@ -70,22 +79,30 @@ def _exponent(currency: str, convention: str) -> int:
 
 
 def to_decimal(value: Any, what: str) -> Decimal:
-    """An exact Decimal from an int, a decimal string or (via its shortest repr) a float."""
+    """An exact Decimal from an int, a decimal string or (via its shortest repr) a float, within the bounds of
+    money (bridge.events.MONEY_MAX_DIGITS and MONEY_MAX_EXPONENT)."""
     if isinstance(value, bool):
         raise FunctionArgumentError(f"{what}: expected a number, got a boolean")
     if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
+        result = Decimal(value)
+    elif isinstance(value, float):
         result = Decimal(repr(value))
     elif isinstance(value, str):
         try:
-            result = Decimal(value.strip())
+            result = parse_decimal(value)
         except InvalidOperation:
-            raise FunctionArgumentError(f"{what}: {value!r} is not a decimal number") from None
+            raise FunctionArgumentError(f"{what}: {shorten(value)} is not a decimal number") from None
     else:
         raise FunctionArgumentError(f"{what}: expected a number, got {type(value).__name__}")
     if not result.is_finite():
-        raise FunctionArgumentError(f"{what}: {value!r} is not a finite number")
+        raise FunctionArgumentError(f"{what}: {shorten(value)} is not a finite number")
+    return _bounded(result, value, what)
+
+
+def _bounded(result: Decimal, value: Any, what: str) -> Decimal:
+    problem = money_out_of_range(result)
+    if problem:
+        raise FunctionArgumentError(f"{what}: {shorten(value)} is out of range: {problem}")
     return result
 
 
@@ -98,7 +115,20 @@ def minor_to_major(amount: Any, currency: Any, convention: str = "iso") -> str |
     exponent = currency_exponent(currency, convention)
     sign, digits, power = to_decimal(amount, "minor_to_major()").as_tuple()
     # shift the exponent by hand: Decimal arithmetic (scaleb, /) would round to the context's 28 digits
-    return format(Decimal((sign, digits, int(power) - exponent)), "f")
+    return format(_bounded(Decimal((sign, digits, int(power) - exponent)), amount, "minor_to_major()"), "f")
+
+
+def scale(amount: Any, power: Any) -> str | None:
+    """`amount` x 10**`power` as exact decimal text without trailing fractional zeros: (10990, -3) -> "10.99"
+    (Apple's milli-units), (549500000, -8) -> "5.495". `power` is a whole number between -30 and 30."""
+    if amount is None:
+        return None
+    if isinstance(power, bool) or not isinstance(power, int | float) or power != int(power) or abs(power) > 30:
+        raise FunctionArgumentError(f"scale(): the power must be a whole number between -30 and 30, got {power!r}")
+    sign, digits, exponent = to_decimal(amount, "scale()").as_tuple()
+    shifted = Decimal((sign, digits, int(exponent) + int(power)))  # by hand: no rounding to the context's digits
+    text = format(shifted, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 _SIZED = (str, list, dict)
@@ -144,6 +174,10 @@ class BridgeFunctions(jp_functions.Functions):  # type: ignore[misc]  # jmespath
         convention = rest[0] if rest and rest[0] is not None else "iso"
         return minor_to_major(amount, currency, convention)
 
+    @signature(_NUMERIC, {"types": ["number"]})
+    def _func_scale(self, amount: Any, power: Any) -> str | None:
+        return scale(amount, power)
+
     @signature(_NUMERIC)
     def _func_decimal(self, value: Any) -> str | None:
         return None if value is None else format(to_decimal(value, "decimal()"), "f")
@@ -153,8 +187,12 @@ class BridgeFunctions(jp_functions.Functions):  # type: ignore[misc]  # jmespath
         if left is None or right is None:
             return None
         if type(left) is int and type(right) is int:
-            return left * right
-        return format(_EXACT.multiply(to_decimal(left, "mul()"), to_decimal(right, "mul()")), "f")
+            product = left * right
+            if not INT_MIN <= product <= INT_MAX:
+                raise FunctionArgumentError(f"mul(): {shorten(left)} × {shorten(right)} does not fit 64 bits")
+            return product
+        exact = _EXACT.multiply(to_decimal(left, "mul()"), to_decimal(right, "mul()"))
+        return format(_bounded(exact, exact, "mul()"), "f")
 
     @signature({"types": ["number", "string", "null"]})
     def _func_to_rfc3339(self, value: Any) -> str | None:
@@ -169,7 +207,10 @@ class BridgeFunctions(jp_functions.Functions):  # type: ignore[misc]  # jmespath
     def _func_from_ms(self, value: Any) -> str | None:
         if value is None:
             return None
-        return format_datetime(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value))
+        try:
+            return format_datetime(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value))
+        except (OverflowError, ValueError):
+            raise FunctionArgumentError(f"from_ms(): {shorten(value)} milliseconds are out of range") from None
 
     @signature(_TEXT)
     def _func_upper(self, value: Any) -> str | None:
@@ -227,6 +268,7 @@ class FunctionSpec:
 _RETURNS: dict[str, str | None] = {
     "minor_to_major": "decimal",
     "decimal": "decimal",
+    "scale": "decimal",
     "mul": None,
     "to_rfc3339": "time",
     "from_ms": "time",
@@ -302,6 +344,7 @@ LITERAL_CHECKS: dict[str, tuple[tuple[int, LiteralCheck], ...]] = {
 USAGE: dict[str, str] = {
     "minor_to_major": "minor_to_major(amount, currency) or minor_to_major(amount, currency, 'stripe')",
     "decimal": "decimal(value)",
+    "scale": "scale(amount, power), e.g. scale(price, `-3`) for milli-units",
     "mul": "mul(number, number)",
     "to_rfc3339": "to_rfc3339(epoch_seconds_or_iso_text)",
     "from_ms": "from_ms(epoch_milliseconds)",

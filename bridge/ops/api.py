@@ -16,8 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.errors import OutboxError
+from bridge.maintenance import purge_expired
 from bridge.metrics import CONTENT_TYPE
 from bridge.ops import lanes
+from bridge.ops.params import DAYS_MAX, ID_MAX, SECONDS_MAX, number, whole
 from bridge.outbox.base import DELIVERY_STATUSES, WEBHOOK_STATUSES
 from bridge.replay import replay_webhook
 from bridge.state import BridgeState
@@ -33,33 +35,29 @@ def _error(message: str, status_code: int) -> Response:
     return _json({"error": message}, status_code)
 
 
-def _int(value: str | None, name: str, default: int | None = None, *, maximum: int | None = None) -> int | None:
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number") from None
-    if number < 0:
-        raise ValueError(f"{name} must not be negative")
-    return min(number, maximum) if maximum else number
+def _refused(state: BridgeState, request: Request) -> Response | None:
+    """The answer to a request without the right ops token, or None when it carries it."""
+    token = state.settings.ops_token
+    if not token:
+        return _error("ops API disabled: set ops.token in the config", 403)
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        return Response(
+            orjson.dumps({"error": "missing or wrong ops token"}),
+            401,
+            headers={"WWW-Authenticate": "Bearer"},
+            media_type="application/json",
+        )
+    return None
 
 
 def routes(state: BridgeState) -> list[Route]:
     def guarded(handler: Handler) -> Handler:
         async def check(request: Request) -> Response:
-            token = state.settings.ops_token
-            if not token:
-                return _error("ops API disabled: set ops.token in the config", 403)
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-                return Response(
-                    orjson.dumps({"error": "missing or wrong ops token"}),
-                    401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                    media_type="application/json",
-                )
+            refused = _refused(state, request)
+            if refused is not None:
+                return refused
             try:
                 return await handler(request)
             except ValueError as exc:
@@ -95,9 +93,18 @@ def routes(state: BridgeState) -> list[Route]:
         per = stats.setdefault("destinations", {})
         for name in state.destinations:
             per.setdefault(name, {**zero, "last_success_at": None, "last_failure_at": None})
+        # the lanes: paused_until, stalled, due_since, idle_seconds, restarts, last_attempt_at
+        for name, lane in lanes.lane_health(state).items():
+            per.setdefault(name, dict(zero)).update(lane.as_dict())
+        if state.dispatcher is not None:
+            stats["dispatcher"] = {"claim_restarts": state.dispatcher.claim_restarts}
         return stats
 
     async def metrics(request: Request) -> Response:
+        # it names every source and destination: behind the ops token unless ops.public_metrics is set
+        refused = None if state.settings.public_metrics else _refused(state, request)
+        if refused is not None:
+            return refused
         stats = None
         if state.outbox is not None:
             try:
@@ -120,22 +127,22 @@ def routes(state: BridgeState) -> list[Route]:
 
     async def list_deliveries(request: Request) -> Response:
         status, destination = filters(request.query_params)
-        limit = _int(request.query_params.get("limit"), "limit", 50, maximum=500) or 50
-        cursor = _int(request.query_params.get("cursor"), "cursor")
+        limit = whole(request.query_params.get("limit"), "limit", 50, maximum=500) or 50
+        cursor = whole(request.query_params.get("cursor"), "cursor")
         rows, next_cursor = await outbox().list_deliveries(
             status=status, destination=destination, limit=limit, cursor=cursor
         )
         return _json({"deliveries": rows, "next_cursor": next_cursor})
 
     async def get_delivery(request: Request) -> Response:
-        delivery_id = _int(request.path_params["id"], "id")
+        delivery_id = whole(request.path_params["id"], "id")
         row = await outbox().get_delivery(delivery_id)
         if row is None:
             return _error("no such delivery", 404)
         return _json(row)
 
     async def retry_one(request: Request) -> Response:
-        delivery_id = _int(request.path_params["id"], "id")
+        delivery_id = whole(request.path_params["id"], "id")
         assert delivery_id is not None
         row = await outbox().get_delivery(delivery_id)
         if row is None:
@@ -165,7 +172,7 @@ def routes(state: BridgeState) -> list[Route]:
         return _json({"retried": count})
 
     async def get_webhook(request: Request) -> Response:
-        webhook_id = _int(request.path_params["id"], "id")
+        webhook_id = whole(request.path_params["id"], "id")
         row = await outbox().get_webhook(webhook_id)
         if row is None:
             return _error("no such webhook", 404)
@@ -190,14 +197,6 @@ def routes(state: BridgeState) -> list[Route]:
     def flag(value: Any) -> bool:
         return value is True or str(value).lower() in ("1", "true", "yes")
 
-    def number(value: Any, name: str) -> float | None:
-        if value is None or value == "":
-            return None
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be Unix seconds") from None
-
     def webhook_filters(params: Mapping[str, Any]) -> dict[str, Any]:
         status = params.get("status") or None
         if status is not None and status not in WEBHOOK_STATUSES:
@@ -206,15 +205,15 @@ def routes(state: BridgeState) -> list[Route]:
             "source": params.get("source") or None,
             "event_type": params.get("type") or params.get("event_type") or None,
             "status": status,
-            "since": number(params.get("since"), "since"),
-            "until": number(params.get("until"), "until"),
+            "since": number(params.get("since"), "since", minimum=0, maximum=SECONDS_MAX),
+            "until": number(params.get("until"), "until", minimum=0, maximum=SECONDS_MAX),
         }
 
     async def list_webhooks(request: Request) -> Response:
         params = request.query_params
-        limit = _int(params.get("limit"), "limit", 50, maximum=500) or 50
+        limit = whole(params.get("limit"), "limit", 50, maximum=500) or 50
         rows, next_cursor = await outbox().list_webhooks(
-            **webhook_filters(params), limit=limit, cursor=_int(params.get("cursor"), "cursor")
+            **webhook_filters(params), limit=limit, cursor=whole(params.get("cursor"), "cursor")
         )
         return _json({"webhooks": rows, "next_cursor": next_cursor})
 
@@ -232,12 +231,13 @@ def routes(state: BridgeState) -> list[Route]:
             now=state.clock.now(),
             dry_run=dry_run,
             force=force,
+            limits=state.settings.limits,
         )
         return report
 
     async def replay_one(request: Request) -> Response:
         params = await json_body(request)
-        webhook_id = _int(request.path_params["id"], "id")
+        webhook_id = whole(request.path_params["id"], "id")
         assert webhook_id is not None
         report = await replay(webhook_id, dry_run=flag(params.get("dry_run")), force=flag(params.get("force")))
         if report is None:
@@ -249,11 +249,11 @@ def routes(state: BridgeState) -> list[Route]:
     async def replay_bulk(request: Request) -> Response:
         params = await json_body(request)
         dry_run, force = flag(params.get("dry_run")), flag(params.get("force"))
-        limit = _int(str(params.get("limit", 1000)), "limit", 1000, maximum=10_000) or 1000
+        limit = whole(params.get("limit"), "limit", 1000, maximum=10_000) or 1000
         ids = params.get("ids")
         if ids is not None:
-            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-                raise ValueError("ids must be a list of webhook ids")
+            if not isinstance(ids, list) or not all(type(i) is int and 0 <= i <= ID_MAX for i in ids):
+                raise ValueError(f"ids must be a list of webhook ids (whole numbers from 0 to {ID_MAX})")
             chosen = ids[:limit]
         else:
             filters = webhook_filters(params)
@@ -296,15 +296,18 @@ def routes(state: BridgeState) -> list[Route]:
         return _json(vars(status), 200 if status.ok else 422)
 
     async def purge(request: Request) -> Response:
+        """The retention rule of bridge/maintenance.py, now; `older_than_days` overrides the row horizon."""
         params = await json_body(request)
-        days = number(params.get("older_than_days", 30), "older_than_days")
-        if days is None or days < 1:
-            raise ValueError("older_than_days must be at least 1 (providers retry for days; ids must stay known)")
+        days = number(params.get("older_than_days"), "older_than_days", minimum=1, maximum=DAYS_MAX)
         statuses = params.get("statuses", ["delivered"])
         if not isinstance(statuses, list) or not set(statuses) <= {"delivered", "dead"}:
             raise ValueError('statuses is a list of "delivered" and/or "dead"')
-        deleted = await outbox().purge(state.clock.now() - days * 86400, tuple(statuses))
-        return _json({"deleted_deliveries": deleted})
+        report = await purge_expired(
+            outbox(), state.clock.now(), state.settings.retention, delivered_days=days, statuses=tuple(statuses)
+        )
+        return _json(
+            {"deleted_deliveries": report.deliveries, "deleted_webhooks": report.webhooks, "deleted_keys": report.keys}
+        )
 
     return [
         Route("/healthz", healthz),
@@ -313,12 +316,12 @@ def routes(state: BridgeState) -> list[Route]:
         Route("/ops/outbox", guarded(outbox_status)),
         Route("/ops/deliveries", guarded(list_deliveries)),
         Route("/ops/deliveries/retry", guarded(retry_bulk), methods=["POST"]),
-        Route("/ops/deliveries/{id:int}", guarded(get_delivery)),
-        Route("/ops/deliveries/{id:int}/retry", guarded(retry_one), methods=["POST"]),
+        Route("/ops/deliveries/{id:id}", guarded(get_delivery)),
+        Route("/ops/deliveries/{id:id}/retry", guarded(retry_one), methods=["POST"]),
         Route("/ops/webhooks", guarded(list_webhooks)),
         Route("/ops/webhooks/replay", guarded(replay_bulk), methods=["POST"]),
-        Route("/ops/webhooks/{id:int}", guarded(get_webhook)),
-        Route("/ops/webhooks/{id:int}/replay", guarded(replay_one), methods=["POST"]),
+        Route("/ops/webhooks/{id:id}", guarded(get_webhook)),
+        Route("/ops/webhooks/{id:id}/replay", guarded(replay_one), methods=["POST"]),
         Route("/ops/mappings", guarded(mappings_status)),
         Route("/ops/mappings/reload", guarded(mappings_reload), methods=["POST"]),
         Route("/ops/outbox/purge", guarded(purge), methods=["POST"]),

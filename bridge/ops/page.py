@@ -34,6 +34,7 @@ from bridge.errors import OutboxError
 from bridge.ops import views
 from bridge.ops.auth import OpsAuth, Viewer
 from bridge.ops.masking import mask_headers, show_body, show_json
+from bridge.ops.params import whole
 from bridge.outbox.base import DELIVERY_STATUSES, WEBHOOK_STATUSES
 from bridge.replay import replay_webhook
 from bridge.state import BridgeState
@@ -119,6 +120,7 @@ def routes(state: BridgeState) -> list[Route]:
     auth = OpsAuth(state.settings.ops_token)
 
     def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("nav", None)  # error pages belong to no tab (the templates are strict about names)
         return _html(env.get_template(name).render(**context), status_code)
 
     def login_page(status_code: int, *, message: str | None = None, next_path: str = "/ops/") -> HTMLResponse:
@@ -195,11 +197,8 @@ def routes(state: BridgeState) -> list[Route]:
             since=views.parse_time(params.get("since"), "since"),
             until=views.parse_time(params.get("until"), "until"),
         )
-        cursor_text = params.get("cursor") or ""
-        if cursor_text and not cursor_text.isdigit():
-            raise ValueError("cursor must be a delivery id")
         rows, next_cursor, examined = await views.find_deliveries(
-            state, chosen, cursor=int(cursor_text) if cursor_text else None, limit=PAGE_SIZE
+            state, chosen, cursor=whole(params.get("cursor"), "cursor"), limit=PAGE_SIZE
         )
         query = {k: v for k, v in params.items() if k != "cursor" and v}
         return render(
@@ -219,7 +218,7 @@ def routes(state: BridgeState) -> list[Route]:
 
     async def retry(request: Request, viewer: Viewer) -> Response:
         form: dict[str, list[str]] = request.state.form
-        ids = sorted({int(i) for i in form.get("ids", []) if i.isdigit()})
+        ids = sorted({whole(i, "ids") or 0 for i in form.get("ids", []) if i})
         back = _back(_one(form, "back"), "/ops/ui/deliveries")
         if not ids:
             raise ValueError("no deliveries chosen")
@@ -238,9 +237,6 @@ def routes(state: BridgeState) -> list[Route]:
         status = params.get("status") or None
         if status is not None and status not in WEBHOOK_STATUSES:
             raise ValueError(f"status must be one of {', '.join(WEBHOOK_STATUSES)}")
-        cursor_text = params.get("cursor") or ""
-        if cursor_text and not cursor_text.isdigit():
-            raise ValueError("cursor must be a webhook id")
         rows, next_cursor = await views.outbox(state).list_webhooks(
             source=params.get("source") or None,
             event_type=params.get("type") or None,
@@ -248,7 +244,7 @@ def routes(state: BridgeState) -> list[Route]:
             since=views.parse_time(params.get("since"), "since"),
             until=views.parse_time(params.get("until"), "until"),
             limit=PAGE_SIZE,
-            cursor=int(cursor_text) if cursor_text else None,
+            cursor=whole(params.get("cursor"), "cursor"),
         )
         query = {k: v for k, v in params.items() if k != "cursor" and v}
         return render(
@@ -363,8 +359,8 @@ def routes(state: BridgeState) -> list[Route]:
         Route("/ops/ui/deliveries", page(deliveries)),
         Route("/ops/ui/deliveries/retry", page(retry, action=True), methods=["POST"]),
         Route("/ops/ui/webhooks", page(webhooks)),
-        Route("/ops/ui/webhooks/{id:int}", page(webhook)),
-        Route("/ops/ui/webhooks/{id:int}/replay", page(replay, action=True), methods=["POST"]),
+        Route("/ops/ui/webhooks/{id:id}", page(webhook)),
+        Route("/ops/ui/webhooks/{id:id}/replay", page(replay, action=True), methods=["POST"]),
         Route("/ops/ui/mappings", page(mappings)),
         Route("/ops/ui/mappings/reload", page(mappings_reload, action=True), methods=["POST"]),
         Route("/ops/static/{name}", static),

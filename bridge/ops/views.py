@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.ops.lanes import lane_health
+from bridge.ops.params import SECONDS_MAX, number
 from bridge.outbox.base import DELIVERY_STATUSES
 from bridge.state import BridgeState
 
@@ -67,14 +68,14 @@ async def overview(state: BridgeState) -> dict[str, Any]:
     for name, counts in sorted(stats["destinations"].items()):
         destination = state.destinations.get(name)
         lane = health.get(name)
-        paused_until = counts.get("paused_until", getattr(lane, "paused_until", None))
+        paused_until = lane.paused_until if lane is not None else None
         rows.append(
             {
                 "name": name,
                 "type": destination.type if destination is not None else "(no longer configured)",
                 **counts,
                 "paused_until": paused_until if paused_until is not None and paused_until > now else None,
-                "stalled": bool(counts.get("stalled", getattr(lane, "stalled", False))),
+                "stalled": lane is not None and lane.stalled,
                 "failure": await last_failure(state, name) if counts.get("last_failure_at") else None,
             }
         )
@@ -93,9 +94,11 @@ def parse_time(value: str | None, name: str) -> float | None:
         return None
     text = value.strip()
     try:
-        return float(text)
+        float(text)
     except ValueError:
         pass
+    else:
+        return number(text, name, minimum=0, maximum=SECONDS_MAX)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -9,6 +9,10 @@
 
 This follows SQLAlchemy's convention. Percent-escapes in the path are decoded. `sqlite:///:memory:` is refused:
 an in-memory database is neither durable nor shareable with the read connection.
+
+Timeouts (config `outbox: {acquire_timeout_seconds, statement_timeout_seconds}`) bound every wait for storage:
+SQLite waits at most `acquire_timeout` for the database's write lock; PostgreSQL at most `acquire_timeout` for a
+pooled connection and `statement_timeout` per statement. Past them the write fails with OutboxUnavailable.
 """
 
 from __future__ import annotations
@@ -21,21 +25,21 @@ from bridge.outbox.base import Outbox
 __all__ = ["open_outbox"]
 
 
-def open_outbox(url: str) -> Outbox:
+def open_outbox(url: str, *, acquire_timeout: float = 5.0, statement_timeout: float = 5.0) -> Outbox:
     """Build (not open) the outbox for `url`; the caller then runs `await outbox.open()` and, at the end,
     `await outbox.close()`. Raises OutboxError for an unsupported or malformed URL."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
-        return _sqlite(url, parts.netloc, parts.path, parts.query)
+        return _sqlite(url, parts.netloc, parts.path, parts.query, busy_timeout=acquire_timeout)
     if scheme in ("postgresql", "postgres"):
-        return _postgres(url, parts.query)
+        return _postgres(url, parts.query, acquire_timeout=acquire_timeout, statement_timeout=statement_timeout)
     raise OutboxError(
         f"unsupported outbox URL {_redact(url)!r}: use sqlite:///path/to/outbox.db or postgresql://user@host/db"
     )
 
 
-def _sqlite(url: str, netloc: str, path: str, query: str) -> Outbox:
+def _sqlite(url: str, netloc: str, path: str, query: str, *, busy_timeout: float) -> Outbox:
     from bridge.outbox.sqlite import SqliteOutbox
 
     if netloc or not path.startswith("/") or len(path) < 2:
@@ -53,10 +57,10 @@ def _sqlite(url: str, netloc: str, path: str, query: str) -> Outbox:
         raise OutboxError(f"bad SQLite outbox URL option in {url!r}: {exc}") from exc
     if options:
         raise OutboxError(f"unknown SQLite outbox URL option(s) {sorted(options)} in {url!r}")
-    return SqliteOutbox(file, group_window_ms=window, max_batch=max_batch)
+    return SqliteOutbox(file, group_window_ms=window, max_batch=max_batch, busy_timeout=busy_timeout)
 
 
-def _postgres(url: str, query: str) -> Outbox:
+def _postgres(url: str, query: str, *, acquire_timeout: float, statement_timeout: float) -> Outbox:
     from bridge.outbox.postgres import PostgresOutbox
 
     options = parse_qsl(query, keep_blank_values=True)
@@ -68,7 +72,13 @@ def _postgres(url: str, query: str) -> Outbox:
     except ValueError as exc:
         raise OutboxError(f"bad PostgreSQL outbox URL option in {_redact(url)!r}: {exc}") from exc
     dsn = urlunsplit(urlsplit(url)._replace(query=urlencode(rest)))
-    return PostgresOutbox(dsn, min_size=min_size, max_size=max_size)
+    return PostgresOutbox(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        acquire_timeout=acquire_timeout,
+        statement_timeout=statement_timeout,
+    )
 
 
 def _redact(url: str) -> str:

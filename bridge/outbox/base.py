@@ -2,15 +2,18 @@
 
 Tables (names and columns are the same in every implementation):
 
-  webhooks    one row per provider event received: source, provider, provider_event_id, event_type,
-              received_at, status, error, headers (JSON bytes), body (raw request bytes), events (JSON list
-              of the canonical events the mapping produced). UNIQUE (source, provider_event_id).
+  webhook_requests  one row per stored webhook request: source, received_at, headers (JSON bytes), body (the raw
+              request bytes, stored once however many provider events the request holds).
+  webhooks    one row per provider event received: request_id, source, provider, provider_event_id, event_type,
+              received_at, status, error, events (JSON list of the canonical events the mapping produced).
   deliveries  one row per (canonical event, destination): webhook_id, destination, event_name, event_id,
               payload (canonical event JSON bytes), status, attempts, next_attempt_at, lease_until,
               lease_owner, created_at, updated_at, delivered_at, last_status_code, last_error.
-              UNIQUE (destination, event_name, event_id): one fact is delivered once per destination.
   attempts    one row per delivery attempt: delivery_id, started_at, status_code, latency_ms, error,
               response_excerpt, verdict.
+  webhook_keys, delivery_keys   the dedup keys, kept apart from the rows so a purge never forgets them
+              (bridge/outbox/dedup.py states the rules): per source, provider event ids and body SHA-256s; per
+              (source, destination, event name, event id), the one delivery of that fact.
 
 Webhook status: accepted (mapped, deliveries created or deduplicated), ignored (no mapping for the type, or no
 rule matched), mapping_failed (the mapping raised; `error` says why; replayable).
@@ -43,26 +46,61 @@ class NewDelivery:
 
 @dataclass(frozen=True, slots=True)
 class NewWebhook:
-    source: str
-    provider: str
+    """One provider event of a request, mapped."""
+
     provider_event_id: str
     event_type: str
-    received_at: float
     status: WebhookStatus
     error: str | None
-    headers: bytes  # JSON object of the stored headers
-    body: bytes  # the raw request body, exactly as received
     events: bytes  # JSON list of canonical events
     deliveries: Sequence[NewDelivery]
 
 
 @dataclass(frozen=True, slots=True)
+class NewRequest:
+    """One verified webhook request: the raw body and headers (stored once) and its provider events (one or more;
+    a GoCardless or Adyen batch holds many)."""
+
+    source: str
+    provider: str
+    received_at: float
+    headers: bytes  # JSON object of the stored headers
+    body: bytes  # the raw request body, exactly as received
+    webhooks: Sequence[NewWebhook]
+
+
+@dataclass(frozen=True, slots=True)
 class IngestResult:
+    """What became of one provider event of a request."""
+
     webhook_id: int
-    #: the (source, provider_event_id) was already stored: nothing was written
+    #: its provider event id, or the whole body, was already stored for this source: nothing was written for it
     duplicate: bool
-    #: deliveries actually inserted (those already present for the same destination/name/id are skipped)
+    #: deliveries actually inserted (those whose (source, destination, name, id) is known already are skipped)
     deliveries_created: int
+
+
+#: what a replay does with one delivery: "create", "reset" or "skip (<why>)"
+RemapAction = str
+
+
+@dataclass(frozen=True, slots=True)
+class RemapResult:
+    """A replay's outcome (or, for a dry run, its plan): one action per delivery given, in order."""
+
+    actions: list[RemapAction]
+    created: int
+    skipped: int
+    reset: int
+
+    def counts(self) -> dict[str, int]:
+        return {"created": self.created, "skipped": self.skipped, "reset": self.reset}
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    deliveries: int
+    webhooks: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +150,13 @@ class Outbox(Protocol):
         """Raise OutboxError unless the store answers a trivial query."""
         ...
 
-    async def ingest(self, webhook: NewWebhook) -> IngestResult:
-        """Store one webhook and its deliveries in one durable transaction (group-committed with concurrent
-        callers). A webhook whose (source, provider_event_id) exists returns duplicate=True and writes nothing.
-        A delivery whose (destination, event_name, event_id) exists is skipped. Raises OutboxUnavailable."""
+    async def ingest(self, request: NewRequest) -> list[IngestResult]:
+        """Store one webhook request (the body once), its provider events and their deliveries in one durable
+        transaction (group-committed with concurrent callers), or nothing. One result per provider event, in order.
+        A request whose body was stored before for its source is a duplicate as a whole; otherwise an event whose
+        (source, provider_event_id) was stored before is a duplicate. A delivery whose (source, destination,
+        event_name, event_id) was stored before is skipped. Keys outlive purged rows. Raises OutboxUnavailable
+        (within the configured timeouts)."""
         ...
 
     async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
@@ -200,13 +241,20 @@ class Outbox(Protocol):
         *,
         now: float,
         force: bool = False,
-    ) -> dict[str, int]:
-        """Replay: set the webhook's status/error/events and add `deliveries` (due at `now`), skipping those whose
-        (destination, event_name, event_id) exists; with `force` an existing delivered or dead one is reset to
-        pending. One transaction. Returns {"created", "skipped", "reset"}; OutboxError if there is no such webhook."""
+        dry_run: bool = False,
+    ) -> RemapResult:
+        """Replay: set the webhook's status/error/events and add `deliveries` (due at `now`) by the ingest rule:
+        a delivery whose (source, destination, event_name, event_id) is known is skipped, and with `force` a
+        stored delivered or dead one is reset to pending (dedup.remap_actions). One transaction. `dry_run` decides
+        the same way and writes nothing. OutboxError if there is no such webhook."""
         ...
 
-    async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> int:
+    async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> PurgeResult:
         """Delete finished deliveries (and their attempts) last updated before `before`, then webhooks received
-        before `before` with no deliveries left. Returns the number of deliveries deleted."""
+        before `before` with no deliveries left (mapping_failed ones are kept: a replay can still recover them),
+        then requests with no webhooks left. Dedup keys stay (see purge_keys)."""
+        ...
+
+    async def purge_keys(self, before: float) -> int:
+        """Delete dedup keys first seen before `before` whose webhook or delivery row is gone. Returns how many."""
         ...

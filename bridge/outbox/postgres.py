@@ -5,8 +5,14 @@ Same tables and semantics as the SQLite outbox. Differences:
   simply claimable again;
 - claims use `FOR UPDATE SKIP LOCKED`, so concurrent claimers take disjoint rows;
 - no group commit: PostgreSQL commits concurrent transactions together by itself; each write is one transaction;
-- migrations take a transaction-scoped advisory lock, so replicas starting together don't race.
+- migrations take a transaction-scoped advisory lock, so replicas starting together don't race;
+- dedup: the key tables' primary keys with `ON CONFLICT DO NOTHING` decide what is new (the single SQLite writer
+  reads and decides in Python; bridge/outbox/dedup.py holds the rules both follow).
 Transactions that hit a deadlock or serialization failure are retried a few times before giving up.
+
+Bounded waits: taking a pooled connection waits at most `acquire_timeout` seconds and every statement at most
+`statement_timeout` (the server's statement_timeout; the client gives up a second later), so a locked table or an
+exhausted pool is answered with OutboxUnavailable (503, the provider retries) instead of a hang.
 """
 
 from __future__ import annotations
@@ -19,9 +25,21 @@ from typing import Any, TypeVar
 import asyncpg
 
 from bridge.errors import OutboxError, OutboxUnavailable
+from bridge.outbox import dedup
 from bridge.outbox import postgres_queries as q
 from bridge.outbox import rows as r
-from bridge.outbox.base import AttemptResult, Delivery, IngestResult, NewDelivery, NewWebhook
+from bridge.outbox.base import (
+    AttemptResult,
+    Delivery,
+    IngestResult,
+    NewDelivery,
+    NewRequest,
+    PurgeResult,
+    RemapResult,
+)
+from bridge.outbox.postgres_ingest import SeenBody, Vanished, duplicates, ingest
+from bridge.outbox.postgres_purge import purge_keys, purge_rows
+from bridge.outbox.postgres_remap import fact_states, remap, remap_result
 from bridge.outbox.postgres_schema import MIGRATIONS, migrate
 
 T = TypeVar("T")
@@ -35,23 +53,27 @@ def _text(value: str | None) -> str | None:
     return r.clean_text(value, strip_nul=True)
 
 
-def _key(d: NewDelivery) -> tuple[str | None, ...]:
-    return (_text(d.destination), _text(d.event_name), _text(d.event_id))
-
-
-class _Vanished(Exception):
-    """A row we conflicted with was deleted before we could read it: run the transaction again."""
-
-
 class PostgresOutbox:
     """The outbox in PostgreSQL; see the module docstring. The contract is bridge.outbox.base.Outbox."""
 
     _migrations = MIGRATIONS
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        acquire_timeout: float = 5.0,
+        statement_timeout: float = 5.0,
+    ) -> None:
         self._dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
+        #: seconds to wait for a pooled connection (and to connect a new one)
+        self.acquire_timeout = acquire_timeout
+        #: seconds one statement may run, lock waits included (0: no limit)
+        self.statement_timeout = statement_timeout
         self._pool: Any = None
 
     def __repr__(self) -> str:
@@ -62,12 +84,20 @@ class PostgresOutbox:
     async def open(self) -> None:
         if self._pool is not None:
             raise OutboxError("the PostgreSQL outbox is already open")
+        statement_ms = max(0, round(self.statement_timeout * 1000))
         try:
-            pool = await asyncpg.create_pool(self._dsn, min_size=self._min_size, max_size=self._max_size)
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                timeout=self.acquire_timeout,
+                command_timeout=self.statement_timeout + 1.0 if statement_ms else None,
+                server_settings={"statement_timeout": str(statement_ms)},
+            )
         except (*_DB_ERRORS, ValueError) as exc:
             raise OutboxUnavailable(f"cannot connect to the PostgreSQL outbox: {exc}") from exc
         try:
-            async with pool.acquire() as conn:
+            async with pool.acquire(timeout=self.acquire_timeout) as conn:
                 await migrate(conn, self._migrations)
         except _DB_ERRORS as exc:
             await pool.close()
@@ -97,9 +127,9 @@ class PostgresOutbox:
         pool = self._require_pool()
         for attempt in range(_ATTEMPTS):
             try:
-                async with pool.acquire() as conn, conn.transaction():
+                async with pool.acquire(timeout=self.acquire_timeout) as conn, conn.transaction():
                     return await work(conn)
-            except (*_TRANSIENT, _Vanished) as exc:
+            except (*_TRANSIENT, Vanished) as exc:
                 if attempt == _ATTEMPTS - 1:
                     raise OutboxUnavailable(f"outbox write kept conflicting, nothing was stored: {exc}") from exc
             except _DB_ERRORS as exc:
@@ -111,7 +141,10 @@ class PostgresOutbox:
         """A connection in a read-only repeatable-read transaction (one snapshot); errors become OutboxError."""
         pool = self._require_pool()
         try:
-            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            async with (
+                pool.acquire(timeout=self.acquire_timeout) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
                 yield conn
         except _DB_ERRORS as exc:
             raise OutboxError(f"outbox read failed: {exc}") from exc
@@ -122,48 +155,14 @@ class PostgresOutbox:
         async with self._reading() as conn:
             await conn.fetchval("SELECT 1")
 
-    async def ingest(self, webhook: NewWebhook) -> IngestResult:
-        r.check_webhook(webhook)
-        source, event_id = _text(webhook.source), _text(webhook.provider_event_id)
-        unique = r.unique_deliveries(webhook.deliveries)
-
-        async def work(conn: Any) -> IngestResult:
-            webhook_id = await conn.fetchval(
-                q.INSERT_WEBHOOK,
-                source,
-                _text(webhook.provider),
-                event_id,
-                _text(webhook.event_type),
-                webhook.received_at,
-                webhook.status,
-                _text(webhook.error),
-                webhook.headers,
-                webhook.body,
-                webhook.events,
-            )
-            if webhook_id is None:
-                existing = await conn.fetchval(q.FIND_WEBHOOK, source, event_id)
-                if existing is None:
-                    raise _Vanished(f"webhook {source}/{event_id}")
-                return IngestResult(int(existing), True, 0)
-            created = await self._insert_deliveries(conn, int(webhook_id), unique, webhook.received_at)
-            return IngestResult(int(webhook_id), False, len(created))
-
-        return await self._write(work)
-
-    @staticmethod
-    async def _insert_deliveries(conn: Any, webhook_id: int, deliveries: Sequence[NewDelivery], now: float) -> Any:
-        if not deliveries:
-            return []
-        return await conn.fetch(
-            q.INSERT_DELIVERIES,
-            webhook_id,
-            [_text(d.destination) for d in deliveries],
-            [_text(d.event_name) for d in deliveries],
-            [_text(d.event_id) for d in deliveries],
-            [d.payload for d in deliveries],
-            now,
-        )
+    async def ingest(self, request: NewRequest) -> list[IngestResult]:
+        r.check_request(request)
+        clean = r.clean_request(request, strip_nul=True)
+        body = dedup.body_key(request.body)
+        try:
+            return await self._write(lambda conn: ingest(conn, clean, body))
+        except SeenBody:
+            return await self._write(lambda conn: duplicates(conn, clean, body))
 
     async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
         if limit <= 0:
@@ -353,55 +352,26 @@ class PostgresOutbox:
         *,
         now: float,
         force: bool = False,
-    ) -> dict[str, int]:
-        """See SqliteOutbox.update_webhook_mapping."""
+        dry_run: bool = False,
+    ) -> RemapResult:
+        """See Outbox.update_webhook_mapping."""
         r.check_webhook_status(status)
-        unique = r.unique_deliveries(deliveries)
+        clean = [r.clean_delivery(d, strip_nul=True) for d in deliveries]
+        if dry_run:
+            async with self._reading() as conn:
+                source = await conn.fetchval(q.WEBHOOK_SOURCE, webhook_id)
+                if source is None:
+                    raise OutboxError(f"webhook {webhook_id} does not exist")
+                states = await fact_states(conn, source, clean)
+            return remap_result(clean, {k: state for k, (_, state) in states.items()}, force=force)
+        return await self._write(
+            lambda conn: remap(conn, webhook_id, status, error, events, clean, now=now, force=force)
+        )
 
-        async def work(conn: Any) -> dict[str, int]:
-            if await conn.fetchval(q.REMAP_WEBHOOK, status, _text(error), events, webhook_id) is None:
-                raise OutboxError(f"webhook {webhook_id} does not exist")  # rolls the transaction back
-            inserted = {tuple(row) for row in await self._insert_deliveries(conn, webhook_id, unique, now)}
-            reset = 0
-            if force:
-                rest = [d for d in unique if _key(d) not in inserted]
-                if rest:
-                    reset = len(
-                        await conn.fetch(
-                            q.RESET_DELIVERIES,
-                            [_text(d.destination) for d in rest],
-                            [_text(d.event_name) for d in rest],
-                            [_text(d.event_id) for d in rest],
-                            [d.payload for d in rest],
-                            now,
-                        )
-                    )
-            return {"created": len(inserted), "skipped": len(deliveries) - len(inserted) - reset, "reset": reset}
+    async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> PurgeResult:
+        """See Outbox.purge."""
+        return await purge_rows(self._write, before, r.check_purge_statuses(statuses))
 
-        return await self._write(work)
-
-    async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> int:
-        """See SqliteOutbox.purge."""
-        chosen = list(r.check_purge_statuses(statuses))
-
-        after_id = 0
-
-        async def deliveries_chunk(conn: Any) -> tuple[int, int]:
-            ids = [int(row[0]) for row in await conn.fetch(q.PURGEABLE, chosen, before, r.BULK_CHUNK, after_id)]
-            if ids:
-                await conn.execute(q.PURGE_ATTEMPTS, ids)
-                await conn.execute(q.PURGE_DELIVERIES, ids)
-            return len(ids), max(ids, default=after_id)
-
-        async def webhooks_chunk(conn: Any) -> int:
-            return len(await conn.fetch(q.PURGE_WEBHOOKS, before, r.BULK_CHUNK))
-
-        deleted = 0
-        while chosen:
-            n, after_id = await self._write(deliveries_chunk)
-            deleted += n
-            if n < r.BULK_CHUNK:
-                break
-        while await self._write(webhooks_chunk) >= r.BULK_CHUNK:
-            pass
-        return deleted
+    async def purge_keys(self, before: float) -> int:
+        """See Outbox.purge_keys."""
+        return await purge_keys(self._write, before)

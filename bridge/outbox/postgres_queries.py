@@ -8,26 +8,81 @@ DELIVERY_SELECT = ", ".join(DELIVERY_COLUMNS)
 ATTEMPT_SELECT = ", ".join(ATTEMPT_COLUMNS)
 WEBHOOK_SUMMARY_SELECT = ", ".join(WEBHOOK_SUMMARY_COLUMNS)
 
-INSERT_WEBHOOK = """
-INSERT INTO webhooks (source, provider, provider_event_id, event_type, received_at, status, error, headers, body,
-    events)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (source, provider_event_id) DO NOTHING
-RETURNING id
+# Ingest, one request per transaction. Row ids come from the sequences up front ($1 webhooks, $2 deliveries, and
+# one request id), so the key rows can name their rows in the same statement that claims them.
+NEXT_IDS = """
+SELECT ARRAY(SELECT nextval('webhooks_id_seq') FROM generate_series(1, $1)),
+    ARRAY(SELECT nextval('deliveries_id_seq') FROM generate_series(1, $2)),
+    nextval('webhook_requests_id_seq')
 """
-FIND_WEBHOOK = "SELECT id FROM webhooks WHERE source = $1 AND provider_event_id = $2"
 
-# $1 webhook id, $2..$5 arrays (destination, event_name, event_id, payload), $6 time. Rows go in key order so
-# concurrent transactions inserting overlapping keys wait on each other instead of deadlocking.
-INSERT_DELIVERIES = """
-INSERT INTO deliveries (webhook_id, destination, event_name, event_id, payload, status, attempts, next_attempt_at,
-    created_at, updated_at)
-SELECT $1, u.destination, u.event_name, u.event_id, u.payload, 'pending', 0, $6, $6, $6
-FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) AS u (destination, event_name, event_id, payload)
-ORDER BY u.destination, u.event_name, u.event_id
-ON CONFLICT (destination, event_name, event_id) DO NOTHING
-RETURNING destination, event_name, event_id
+NEXT_DELIVERY_IDS = "SELECT ARRAY(SELECT nextval('deliveries_id_seq') FROM generate_series(1, $1))"
+
+# The dedup gate: $1 source, $2 body key, $3 the body key's webhook id, $4 event keys, $5 their webhook ids,
+# $6 seen_at. ON CONFLICT DO NOTHING waits for a concurrent transaction holding the same key and then skips it,
+# so of two concurrent equal requests exactly one claims the keys. Returns whether the body key was new and which
+# event keys were. Keys are inserted in key order so overlapping requests queue instead of deadlocking.
+CLAIM_WEBHOOK_KEYS = """
+WITH body AS (
+    INSERT INTO webhook_keys (source, kind, key, webhook_id, seen_at) VALUES ($1, 'body', $2, $3, $6)
+    ON CONFLICT DO NOTHING RETURNING key
+), events AS (
+    INSERT INTO webhook_keys (source, kind, key, webhook_id, seen_at)
+    SELECT $1, 'event', u.key, u.webhook_id, $6 FROM unnest($4::text[], $5::bigint[]) AS u (key, webhook_id)
+    ORDER BY u.key
+    ON CONFLICT DO NOTHING RETURNING key
+)
+SELECT EXISTS (SELECT 1 FROM body), ARRAY(SELECT key FROM events)
 """
+# $1 source, $2 kind, $3 keys
+FIND_WEBHOOK_KEYS = "SELECT key, webhook_id FROM webhook_keys WHERE source = $1 AND kind = $2 AND key = ANY($3::text[])"
+# $1 source, $2 body key, $3 webhook id
+SET_BODY_KEY = "UPDATE webhook_keys SET webhook_id = $3 WHERE source = $1 AND kind = 'body' AND key = $2"
+
+# $1 request id, $2 source, $3 received_at, $4 headers, $5 body, $6 provider; arrays $7 ids, $8 provider event
+# ids, $9 event types, $10 statuses, $11 errors, $12 events
+INSERT_REQUEST = """
+WITH r AS (
+    INSERT INTO webhook_requests (id, source, received_at, headers, body) VALUES ($1, $2, $3, $4, $5) RETURNING id
+)
+INSERT INTO webhooks (id, request_id, source, provider, provider_event_id, event_type, received_at, status, error,
+    events)
+OVERRIDING SYSTEM VALUE
+SELECT u.id, (SELECT id FROM r), $2, $6, u.provider_event_id, u.event_type, $3, u.status, u.error, u.events
+FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[])
+    AS u (id, provider_event_id, event_type, status, error, events)
+"""
+
+# $1 source, $2 now; arrays $3 delivery ids, $4 webhook ids, $5 destinations, $6 event names, $7 event ids,
+# $8 payloads. Claims each fact's key and inserts the deliveries whose keys were new. Returns their webhook ids.
+INSERT_DELIVERIES = """
+WITH u AS (
+    SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bytea[])
+        AS u (id, webhook_id, destination, event_name, event_id, payload)
+), k AS (
+    INSERT INTO delivery_keys (source, destination, event_name, event_id, delivery_id, seen_at)
+    SELECT $1, u.destination, u.event_name, u.event_id, u.id, $2 FROM u
+    ORDER BY u.destination, u.event_name, u.event_id
+    ON CONFLICT DO NOTHING RETURNING delivery_id
+)
+INSERT INTO deliveries (id, webhook_id, destination, event_name, event_id, payload, status, attempts,
+    next_attempt_at, created_at, updated_at)
+OVERRIDING SYSTEM VALUE
+SELECT u.id, u.webhook_id, u.destination, u.event_name, u.event_id, u.payload, 'pending', 0, $2, $2, $2
+FROM u JOIN k ON k.delivery_id = u.id
+RETURNING webhook_id, destination, event_name, event_id
+"""
+
+# $1 source; arrays $2 destinations, $3 event names, $4 event ids. The stored keys with the delivery each names and
+# its status (NULL once purged).
+FIND_DELIVERY_KEYS = """
+SELECT dk.destination, dk.event_name, dk.event_id, dk.delivery_id, d.status
+FROM unnest($2::text[], $3::text[], $4::text[]) AS u (destination, event_name, event_id)
+JOIN delivery_keys AS dk ON dk.source = $1 AND dk.destination = u.destination AND dk.event_name = u.event_name
+    AND dk.event_id = u.event_id
+LEFT JOIN deliveries AS d ON d.id = dk.delivery_id
+"""
+LOCK_DELIVERIES = "SELECT id, status FROM deliveries WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
 
 # $1 destination, $2 now, $3 limit, $4 owner, $5 lease_until. SKIP LOCKED: concurrent claimers take disjoint rows.
 CLAIM = f"""
@@ -123,24 +178,55 @@ FOR UPDATE SKIP LOCKED
 """
 PURGE_ATTEMPTS = "DELETE FROM attempts WHERE delivery_id = ANY($1::bigint[])"
 PURGE_DELIVERIES = "DELETE FROM deliveries WHERE id = ANY($1::bigint[])"
+# mapping_failed webhooks stay: a replay can still recover them
 PURGE_WEBHOOKS = """
 DELETE FROM webhooks WHERE id IN (
     SELECT w.id FROM webhooks AS w
-    WHERE w.received_at < $1 AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.webhook_id = w.id)
+    WHERE w.received_at < $1 AND w.status <> 'mapping_failed'
+        AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.webhook_id = w.id)
     LIMIT $2
     FOR UPDATE SKIP LOCKED)
-RETURNING id
+RETURNING request_id
+"""
+PURGE_REQUESTS = """
+DELETE FROM webhook_requests AS r WHERE r.id = ANY($1::bigint[])
+    AND NOT EXISTS (SELECT 1 FROM webhooks AS w WHERE w.request_id = r.id)
 """
 
-REMAP_WEBHOOK = "UPDATE webhooks SET status = $1, error = $2, events = $3 WHERE id = $4 RETURNING id"
+# Key purge, a chunk per transaction in (seen_at, key) order: $1 before, $2.. the cursor, then the limit.
+OLD_WEBHOOK_KEYS = """
+SELECT k.seen_at, k.source, k.kind, k.key, EXISTS (SELECT 1 FROM webhooks AS w WHERE w.id = k.webhook_id)
+FROM webhook_keys AS k
+WHERE k.seen_at < $1 AND (k.seen_at, k.source, k.kind, k.key) > ($2, $3, $4, $5)
+ORDER BY k.seen_at, k.source, k.kind, k.key LIMIT $6
+"""
+OLD_DELIVERY_KEYS = """
+SELECT k.seen_at, k.source, k.destination, k.event_name, k.event_id,
+    EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = k.delivery_id)
+FROM delivery_keys AS k
+WHERE k.seen_at < $1 AND (k.seen_at, k.source, k.destination, k.event_name, k.event_id) > ($2, $3, $4, $5, $6)
+ORDER BY k.seen_at, k.source, k.destination, k.event_name, k.event_id LIMIT $7
+"""
+DELETE_WEBHOOK_KEYS = """
+DELETE FROM webhook_keys AS k USING unnest($1::text[], $2::text[], $3::text[]) AS u (source, kind, key)
+WHERE k.source = u.source AND k.kind = u.kind AND k.key = u.key
+"""
+DELETE_DELIVERY_KEYS = """
+DELETE FROM delivery_keys AS k
+USING unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u (source, destination, event_name, event_id)
+WHERE k.source = u.source AND k.destination = u.destination AND k.event_name = u.event_name
+    AND k.event_id = u.event_id
+"""
 
-# arrays: destination, event_name, event_id, payload; $5 now
+REMAP_WEBHOOK = "UPDATE webhooks SET status = $1, error = $2, events = $3 WHERE id = $4 RETURNING source"
+WEBHOOK_SOURCE = "SELECT source FROM webhooks WHERE id = $1"
+
+# arrays: delivery ids, payloads; $3 now
 RESET_DELIVERIES = """
-UPDATE deliveries AS d SET status = 'pending', next_attempt_at = $5, lease_owner = NULL, lease_until = NULL,
-    delivered_at = NULL, updated_at = $5, payload = v.payload
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS v (destination, event_name, event_id, payload)
-WHERE d.destination = v.destination AND d.event_name = v.event_name AND d.event_id = v.event_id
-    AND d.status IN ('delivered', 'dead')
+UPDATE deliveries AS d SET status = 'pending', next_attempt_at = $3, lease_owner = NULL, lease_until = NULL,
+    delivered_at = NULL, updated_at = $3, payload = v.payload
+FROM unnest($1::bigint[], $2::bytea[]) AS v (id, payload)
+WHERE d.id = v.id AND d.status IN ('delivered', 'dead')
 RETURNING d.id
 """
 
@@ -179,5 +265,8 @@ STATS_WEBHOOKS = "SELECT status, count(*) FROM webhooks GROUP BY status"
 
 GET_DELIVERY = f"SELECT {DELIVERY_SELECT}, payload FROM deliveries WHERE id = $1"
 GET_ATTEMPTS = f"SELECT {ATTEMPT_SELECT} FROM attempts WHERE delivery_id = $1 ORDER BY started_at, id"
-GET_WEBHOOK = f"SELECT {WEBHOOK_SUMMARY_SELECT}, headers, body, events FROM webhooks WHERE id = $1"
+GET_WEBHOOK = (
+    f"SELECT {', '.join('w.' + c for c in WEBHOOK_SUMMARY_COLUMNS)}, r.headers, r.body, w.events "
+    "FROM webhooks AS w JOIN webhook_requests AS r ON r.id = w.request_id WHERE w.id = $1"
+)
 WEBHOOK_DELIVERIES = f"SELECT {DELIVERY_SELECT} FROM deliveries WHERE webhook_id = $1 ORDER BY id"

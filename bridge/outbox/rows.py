@@ -7,6 +7,7 @@ implementations select in that order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from bridge.outbox.base import (
     AttemptResult,
     Delivery,
     NewDelivery,
-    NewWebhook,
+    NewRequest,
 )
 
 VERDICTS = ("delivered", "retry", "dead")
@@ -86,18 +87,68 @@ def clean_text(value: str | None, *, strip_nul: bool = False) -> str | None:
     """Make a string storable: lone surrogates become U+FFFD (and NUL too where the store refuses it)."""
     if value is None:
         return None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
     if strip_nul and "\x00" in value:
         value = value.replace("\x00", "\ufffd")
     return value
 
 
-def check_webhook(webhook: NewWebhook) -> None:
-    if webhook.status not in WEBHOOK_STATUSES:
-        raise ValueError(f"webhook status must be one of {WEBHOOK_STATUSES}, not {webhook.status!r}")
+def _text(value: str, strip_nul: bool) -> str:
+    return clean_text(value, strip_nul=strip_nul) or ""
+
+
+def clean_delivery(delivery: NewDelivery, *, strip_nul: bool = False) -> NewDelivery:
+    """The delivery with storable key text (its keys are compared as stored)."""
+    return replace(
+        delivery,
+        destination=_text(delivery.destination, strip_nul),
+        event_name=_text(delivery.event_name, strip_nul),
+        event_id=_text(delivery.event_id, strip_nul),
+    )
+
+
+def _storable(value: str | None, strip_nul: bool) -> bool:
+    return value is None or clean_text(value, strip_nul=strip_nul) is value
+
+
+def clean_request(request: NewRequest, *, strip_nul: bool = False) -> NewRequest:
+    """The request with every text field storable (see clean_text), so keys are planned on the stored values.
+    The request itself when nothing needs cleaning (the usual case: no copying on the hot path)."""
+    texts: list[str | None] = [request.source, request.provider]
+    for webhook in request.webhooks:
+        texts += (webhook.provider_event_id, webhook.event_type, webhook.error)
+        for d in webhook.deliveries:
+            texts += (d.destination, d.event_name, d.event_id)
+    if all(_storable(text, strip_nul) for text in texts):
+        return request
+    webhooks = [
+        replace(
+            webhook,
+            provider_event_id=_text(webhook.provider_event_id, strip_nul),
+            event_type=_text(webhook.event_type, strip_nul),
+            error=clean_text(webhook.error, strip_nul=strip_nul),
+            deliveries=[clean_delivery(d, strip_nul=strip_nul) for d in webhook.deliveries],
+        )
+        for webhook in request.webhooks
+    ]
+    return replace(
+        request,
+        source=_text(request.source, strip_nul),
+        provider=_text(request.provider, strip_nul),
+        webhooks=webhooks,
+    )
+
+
+def check_request(request: NewRequest) -> None:
+    if not request.webhooks:
+        raise ValueError("a request to store holds at least one provider event")
+    for webhook in request.webhooks:
+        if webhook.status not in WEBHOOK_STATUSES:
+            raise ValueError(f"webhook status must be one of {WEBHOOK_STATUSES}, not {webhook.status!r}")
 
 
 def check_results(results: Sequence[AttemptResult]) -> None:
@@ -171,14 +222,6 @@ def unique_rounds(results: Sequence[AttemptResult]) -> list[list[int]]:
             seen.append({result.delivery_id})
             rounds.append([index])
     return rounds
-
-
-def unique_deliveries(deliveries: Sequence[NewDelivery]) -> list[NewDelivery]:
-    """The first delivery of each (destination, event_name, event_id), in order."""
-    firsts: dict[tuple[str, str, str], NewDelivery] = {}
-    for delivery in deliveries:
-        firsts.setdefault((delivery.destination, delivery.event_name, delivery.event_id), delivery)
-    return list(firsts.values())
 
 
 def decode_json(raw: bytes | None) -> Any:

@@ -8,13 +8,14 @@
 - Writes are group-committed by one writer thread that owns a stdlib sqlite3 connection (see sqlite_writer.py):
   each batch is one transaction, one synchronous call in that thread, and one hop back to the event loop. Reads use
   a second, read-only aiosqlite connection, so ops queries and the dispatcher's polling never wait behind the writer.
+- Bounded waits: if another process holds the database's write lock, a batch waits at most `busy_timeout`
+  seconds for it and then fails with OutboxUnavailable (503, the provider retries); it never hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -24,12 +25,30 @@ from urllib.parse import quote
 
 import aiosqlite
 
-from bridge.errors import OutboxError, OutboxLocked, OutboxUnavailable
+from bridge.errors import OutboxError, OutboxUnavailable
+from bridge.outbox import dedup
 from bridge.outbox import rows as r
 from bridge.outbox import sqlite_queries as q
-from bridge.outbox.base import AttemptResult, Delivery, IngestResult, NewDelivery, NewWebhook
-from bridge.outbox.sqlite_schema import MIGRATIONS, READER_PRAGMAS, WRITER_PRAGMAS, apply_pragmas, migrate
-from bridge.outbox.sqlite_writer import BatchWriter, WriteConnection, log
+from bridge.outbox.base import (
+    AttemptResult,
+    Delivery,
+    IngestResult,
+    NewDelivery,
+    NewRequest,
+    PurgeResult,
+    RemapResult,
+)
+from bridge.outbox.sqlite_connection import WriteConnection, chunks, take_process_lock
+from bridge.outbox.sqlite_ops import fact_keys, fact_states
+from bridge.outbox.sqlite_schema import (
+    MIGRATIONS,
+    READER_PRAGMAS,
+    WRITER_PRAGMAS,
+    apply_pragmas,
+    migrate,
+    register_functions,
+)
+from bridge.outbox.sqlite_writer import BatchWriter, log
 
 
 class SqliteOutbox:
@@ -38,11 +57,15 @@ class SqliteOutbox:
     _writer_pragmas: tuple[str, ...] = WRITER_PRAGMAS
     _migrations = MIGRATIONS
 
-    def __init__(self, path: str | Path, *, group_window_ms: float = 0.0, max_batch: int = 256) -> None:
+    def __init__(
+        self, path: str | Path, *, group_window_ms: float = 0.0, max_batch: int = 256, busy_timeout: float = 5.0
+    ) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._group_window_ms = group_window_ms
         self._max_batch = max_batch
+        #: seconds a write waits for a write lock held by another connection before the batch fails
+        self.busy_timeout = busy_timeout
         self._lock_fd: int | None = None
         self._write: WriteConnection | None = None
         self._read: aiosqlite.Connection | None = None
@@ -81,7 +104,8 @@ class SqliteOutbox:
             # sqlite_schema's helpers only call `execute_fetchall`, which WriteConnection provides (in its thread):
             # the pragmas are set and checked, and migrations run, on the very connection the writer will use
             schema_conn = cast(aiosqlite.Connection, self._write)
-            await apply_pragmas(schema_conn, self._writer_pragmas, writer=True)
+            await self._write.run(register_functions, self._write.conn)
+            await apply_pragmas(schema_conn, self._pragmas(), writer=True)
             await migrate(schema_conn, self._migrations)
             recovered = list(await self._write.execute_fetchall(q.RESET_IN_FLIGHT))
             self.recovered_in_flight = len(recovered)
@@ -103,6 +127,10 @@ class SqliteOutbox:
         except BaseException:
             await self._disconnect()
             raise
+
+    def _pragmas(self) -> tuple[str, ...]:
+        busy = f"PRAGMA busy_timeout={max(0, round(self.busy_timeout * 1000))}"
+        return tuple(busy if p.startswith("PRAGMA busy_timeout") else p for p in self._writer_pragmas)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -129,22 +157,7 @@ class SqliteOutbox:
             self._lock_fd = None
 
     def _take_lock(self) -> None:
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutboxError(f"cannot create the outbox lock file {str(self.lock_path)!r}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise OutboxLocked(
-                f"the SQLite outbox {str(self.path)!r} is in use by another process (pid {holder}, lock file "
-                f"{str(self.lock_path)!r}); SQLite supports one bridge process, use PostgreSQL for several"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._lock_fd = take_process_lock(self.path, self.lock_path)
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
@@ -181,10 +194,11 @@ class SqliteOutbox:
         async with self._reading() as conn:
             await self._all(conn, "SELECT 1")
 
-    async def ingest(self, webhook: NewWebhook) -> IngestResult:
-        r.check_webhook(webhook)
-        result: IngestResult = await self._submit("ingest", webhook)
-        return result
+    async def ingest(self, request: NewRequest) -> list[IngestResult]:
+        r.check_request(request)
+        clean = r.clean_request(request)
+        results: list[IngestResult] = await self._submit("ingest", (clean, dedup.body_key(request.body)))
+        return results
 
     async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
         if limit <= 0:
@@ -319,22 +333,35 @@ class SqliteOutbox:
         *,
         now: float,
         force: bool = False,
-    ) -> dict[str, int]:
-        """Replay: set the webhook's status/error/events and add `deliveries` (due at `now`), skipping those whose
-        (destination, event_name, event_id) exists; with `force`, an existing delivered or dead one is reset to
-        pending due now with the new payload. One transaction. Returns {"created", "skipped", "reset"}.
-        Raises OutboxError if the webhook does not exist."""
+        dry_run: bool = False,
+    ) -> RemapResult:
+        """See Outbox.update_webhook_mapping."""
         r.check_webhook_status(status)
-        arg = (webhook_id, status, error, events, list(deliveries), now, force)
-        counts: dict[str, int] = await self._submit("remap", arg)
-        return counts
+        clean = [r.clean_delivery(d) for d in deliveries]
+        if dry_run:
+            return await self._plan_remap(webhook_id, clean, force=force)
+        arg = (webhook_id, status, error, events, clean, now, force)
+        result: RemapResult = await self._submit("remap", arg)
+        return result
 
-    async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> int:
-        """Delete deliveries in `statuses` (delivered and/or dead) last updated before `before`, with their attempts,
-        then webhooks received before `before` that have no deliveries left (ignored and mapping_failed ones too).
-        Works in chunks of BULK_CHUNK rows per transaction. Returns the number of deliveries deleted.
+    async def _plan_remap(self, webhook_id: int, deliveries: list[NewDelivery], *, force: bool) -> RemapResult:
+        """The replay's decisions, read from a snapshot, by the rule the write applies (dedup.remap_actions)."""
+        async with self._reading() as conn:
+            found = await self._all(conn, q.WEBHOOK_SOURCE, [webhook_id])
+            if not found:
+                raise OutboxError(f"webhook {webhook_id} does not exist")
+            keys = fact_keys(str(found[0][0]), deliveries)
+            rows: list[Any] = []
+            for chunk in chunks(keys, 1000):
+                flat = [value for key in chunk for value in key]
+                rows += await self._all(conn, q.find_delivery_keys(len(chunk)), flat)
+        states = fact_states(rows)
+        actions = dedup.remap_actions(deliveries, {k: state for k, (_, state) in states.items()}, force=force)
+        counts = dedup.count_actions(actions)
+        return RemapResult(actions, counts["created"], counts["skipped"], counts["reset"])
 
-        Purging forgets dedup keys: keep `before` older than the providers' retry window (Stripe: 3 days)."""
+    async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> PurgeResult:
+        """See Outbox.purge. Works in chunks of BULK_CHUNK rows per transaction."""
         chosen = r.check_purge_statuses(statuses)
         deleted = 0
         after_id = 0
@@ -343,8 +370,24 @@ class SqliteOutbox:
             deleted += n
             if n < r.BULK_CHUNK:
                 break
-        while int(await self._submit("purge_webhooks", (before, r.BULK_CHUNK))) >= r.BULK_CHUNK:
-            pass
+        webhooks = 0
+        while True:
+            n = int(await self._submit("purge_webhooks", (before, r.BULK_CHUNK)))
+            webhooks += n
+            if n < r.BULK_CHUNK:
+                break
+        return PurgeResult(deleted, webhooks)
+
+    async def purge_keys(self, before: float) -> int:
+        """See Outbox.purge_keys. Walks the old keys in chunks of BULK_CHUNK per transaction."""
+        deleted = 0
+        for table, width in (("webhook_keys", 3), ("delivery_keys", 4)):
+            cursor: tuple[Any, ...] = (float("-inf"), *[""] * width)
+            while True:
+                examined, gone, cursor = await self._submit("purge_keys", (table, before, cursor, r.BULK_CHUNK))
+                deleted += gone
+                if examined < r.BULK_CHUNK:
+                    break
         return deleted
 
 

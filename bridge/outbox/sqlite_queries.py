@@ -12,13 +12,17 @@ ATTEMPT_SELECT = ", ".join(ATTEMPT_COLUMNS)
 WEBHOOK_SUMMARY_SELECT = ", ".join(WEBHOOK_SUMMARY_COLUMNS)
 
 # columns per row of the multi-row statements (chunk sizes are derived from SQLite's variable limit)
+REQUEST_PARAMS = 5
 WEBHOOK_PARAMS = 10
-DELIVERY_PARAMS = 8
+WEBHOOK_KEY_PARAMS = 5
+WEBHOOK_KEY_LOOKUP_PARAMS = 3
+DELIVERY_PARAMS = 9
+DELIVERY_KEY_PARAMS = 6
+DELIVERY_KEY_LOOKUP_PARAMS = 4
 COMPLETE_PARAMS = 7
 ATTEMPT_PARAMS = 9
 ACTIVITY_PARAMS = 3
-KEY_PARAMS = 2
-RESET_PARAMS = 4
+RESET_PARAMS = 2
 
 
 @lru_cache(maxsize=512)
@@ -32,31 +36,81 @@ def marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-def insert_webhooks(rows: int) -> str:
+# Ingest. The single writer decides from the stored keys what is new (bridge/outbox/dedup.py) and assigns the row
+# ids itself from sqlite_sequence, so every insert below is a plain multi-row INSERT with no RETURNING: a key that
+# is somehow taken already fails the batch (and the provider retries) instead of passing silently.
+NEXT_IDS = "SELECT name, seq FROM sqlite_sequence WHERE name IN ('webhook_requests', 'webhooks', 'deliveries')"
+
+
+def find_webhook_keys(rows: int) -> str:
+    """Params per row: source, kind, key. Returns the stored ones with their webhook id."""
     return (
-        "INSERT INTO webhooks (source, provider, provider_event_id, event_type, received_at, status, error, "
-        f"headers, body, events) VALUES {values(rows, WEBHOOK_PARAMS)} "
-        "ON CONFLICT (source, provider_event_id) DO NOTHING RETURNING id, source, provider_event_id"
+        f"WITH k (source, kind, key) AS (VALUES {values(rows, WEBHOOK_KEY_LOOKUP_PARAMS)}) "
+        "SELECT w.source, w.kind, w.key, w.webhook_id FROM k "
+        "JOIN webhook_keys AS w ON w.source = k.source AND w.kind = k.kind AND w.key = k.key"
     )
 
 
-def find_webhooks(rows: int) -> str:
+def known_delivery_keys(rows: int) -> str:
+    """Params per row: source, destination, event_name, event_id. Returns those that are stored (ingest's check)."""
     return (
-        f"WITH k (source, provider_event_id) AS (VALUES {values(rows, KEY_PARAMS)}) "
-        "SELECT w.id, w.source, w.provider_event_id FROM k "
-        "JOIN webhooks AS w ON w.source = k.source AND w.provider_event_id = k.provider_event_id"
+        f"WITH k (source, destination, event_name, event_id) AS (VALUES {values(rows, DELIVERY_KEY_LOOKUP_PARAMS)}) "
+        "SELECT dk.source, dk.destination, dk.event_name, dk.event_id FROM k "
+        "JOIN delivery_keys AS dk ON dk.source = k.source AND dk.destination = k.destination "
+        "AND dk.event_name = k.event_name AND dk.event_id = k.event_id"
+    )
+
+
+def find_delivery_keys(rows: int) -> str:
+    """Params per row: source, destination, event_name, event_id. Returns the stored ones with the delivery they
+    name and its status (NULL once the delivery was purged)."""
+    return (
+        f"WITH k (source, destination, event_name, event_id) AS (VALUES {values(rows, DELIVERY_KEY_LOOKUP_PARAMS)}) "
+        "SELECT dk.source, dk.destination, dk.event_name, dk.event_id, dk.delivery_id, d.status FROM k "
+        "JOIN delivery_keys AS dk ON dk.source = k.source AND dk.destination = k.destination "
+        "AND dk.event_name = k.event_name AND dk.event_id = k.event_id "
+        "LEFT JOIN deliveries AS d ON d.id = dk.delivery_id"
+    )
+
+
+def insert_requests(rows: int) -> str:
+    """Params per row: id, source, received_at, headers, body."""
+    return (
+        f"INSERT INTO webhook_requests (id, source, received_at, headers, body) VALUES {values(rows, REQUEST_PARAMS)}"
+    )
+
+
+def insert_webhooks(rows: int) -> str:
+    """Params per row: id, request_id, source, provider, provider_event_id, event_type, received_at, status, error,
+    events."""
+    return (
+        "INSERT INTO webhooks (id, request_id, source, provider, provider_event_id, event_type, received_at, status, "
+        f"error, events) VALUES {values(rows, WEBHOOK_PARAMS)}"
+    )
+
+
+def insert_webhook_keys(rows: int) -> str:
+    """Params per row: source, kind, key, webhook_id, seen_at."""
+    return (
+        f"INSERT INTO webhook_keys (source, kind, key, webhook_id, seen_at) VALUES {values(rows, WEBHOOK_KEY_PARAMS)}"
     )
 
 
 def insert_deliveries(rows: int) -> str:
-    """Params per row: webhook_id, destination, event_name, event_id, payload, next_attempt_at, created_at,
+    """Params per row: id, webhook_id, destination, event_name, event_id, payload, next_attempt_at, created_at,
     updated_at."""
-    row = "(?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
+    row = "(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
     return (
-        "INSERT INTO deliveries (webhook_id, destination, event_name, event_id, payload, status, attempts, "
-        f"next_attempt_at, created_at, updated_at) VALUES {values(rows, DELIVERY_PARAMS, row)} "
-        "ON CONFLICT (destination, event_name, event_id) DO NOTHING "
-        "RETURNING webhook_id, destination, event_name, event_id"
+        "INSERT INTO deliveries (id, webhook_id, destination, event_name, event_id, payload, status, attempts, "
+        f"next_attempt_at, created_at, updated_at) VALUES {values(rows, DELIVERY_PARAMS, row)}"
+    )
+
+
+def insert_delivery_keys(rows: int) -> str:
+    """Params per row: source, destination, event_name, event_id, delivery_id, seen_at."""
+    return (
+        "INSERT INTO delivery_keys (source, destination, event_name, event_id, delivery_id, seen_at) "
+        f"VALUES {values(rows, DELIVERY_KEY_PARAMS)}"
     )
 
 
@@ -175,27 +229,62 @@ def purge_deliveries(statuses: int) -> str:
     return f"DELETE FROM deliveries WHERE id IN ({_purgeable(statuses)}) RETURNING id"
 
 
-# no ORDER BY: the received_at index drives it
+# no ORDER BY: the received_at index drives it. mapping_failed webhooks stay: a replay can still recover them.
 PURGE_WEBHOOKS = """
 DELETE FROM webhooks WHERE id IN (
     SELECT w.id FROM webhooks AS w
-    WHERE w.received_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.webhook_id = w.id)
+    WHERE w.received_at < ? AND w.status <> 'mapping_failed'
+        AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.webhook_id = w.id)
     LIMIT ?)
-RETURNING id
+RETURNING request_id
 """
 
-REMAP_WEBHOOK = "UPDATE webhooks SET status = ?, error = ?, events = ? WHERE id = ? RETURNING id"
+
+def purge_requests(ids: int) -> str:
+    """The given requests, where no webhook refers to them any more."""
+    return (
+        f"DELETE FROM webhook_requests WHERE id IN ({marks(ids)}) "
+        "AND NOT EXISTS (SELECT 1 FROM webhooks AS w WHERE w.request_id = webhook_requests.id)"
+    )
+
+
+# Key purge: walk the keys older than the horizon in (seen_at, key) order, a chunk per transaction, and delete
+# those whose row is gone. Params: before, cursor (seen_at and key columns), limit.
+OLD_WEBHOOK_KEYS = """
+SELECT k.seen_at, k.source, k.kind, k.key, EXISTS (SELECT 1 FROM webhooks AS w WHERE w.id = k.webhook_id)
+FROM webhook_keys AS k
+WHERE k.seen_at < ? AND (k.seen_at, k.source, k.kind, k.key) > (?, ?, ?, ?)
+ORDER BY k.seen_at, k.source, k.kind, k.key LIMIT ?
+"""
+OLD_DELIVERY_KEYS = """
+SELECT k.seen_at, k.source, k.destination, k.event_name, k.event_id,
+    EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = k.delivery_id)
+FROM delivery_keys AS k
+WHERE k.seen_at < ? AND (k.seen_at, k.source, k.destination, k.event_name, k.event_id) > (?, ?, ?, ?, ?)
+ORDER BY k.seen_at, k.source, k.destination, k.event_name, k.event_id LIMIT ?
+"""
+
+
+def delete_webhook_keys(rows: int) -> str:
+    return f"DELETE FROM webhook_keys WHERE (source, kind, key) IN (VALUES {values(rows, 3)})"
+
+
+def delete_delivery_keys(rows: int) -> str:
+    return f"DELETE FROM delivery_keys WHERE (source, destination, event_name, event_id) IN (VALUES {values(rows, 4)})"
+
+
+REMAP_WEBHOOK = "UPDATE webhooks SET status = ?, error = ?, events = ? WHERE id = ? RETURNING source"
+WEBHOOK_SOURCE = "SELECT source FROM webhooks WHERE id = ?"
 
 
 def reset_deliveries(rows: int) -> str:
-    """Params: per row destination, event_name, event_id, payload; then now, now."""
+    """Params: per row delivery id, payload; then now, now."""
     return f"""
-WITH v (destination, event_name, event_id, payload) AS (VALUES {values(rows, RESET_PARAMS)})
+WITH v (id, payload) AS (VALUES {values(rows, RESET_PARAMS)})
 UPDATE deliveries SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
     delivered_at = NULL, updated_at = ?, payload = v.payload
 FROM v
-WHERE deliveries.destination = v.destination AND deliveries.event_name = v.event_name
-    AND deliveries.event_id = v.event_id AND deliveries.status IN ('delivered', 'dead')
+WHERE deliveries.id = v.id AND deliveries.status IN ('delivered', 'dead')
 RETURNING deliveries.id
 """
 
@@ -243,5 +332,8 @@ STATS_WEBHOOKS = "SELECT status, count(*) FROM webhooks GROUP BY status"
 
 GET_DELIVERY = f"SELECT {DELIVERY_SELECT}, payload FROM deliveries WHERE id = ?"
 GET_ATTEMPTS = f"SELECT {ATTEMPT_SELECT} FROM attempts WHERE delivery_id = ? ORDER BY started_at, id"
-GET_WEBHOOK = f"SELECT {WEBHOOK_SUMMARY_SELECT}, headers, body, events FROM webhooks WHERE id = ?"
+GET_WEBHOOK = (
+    f"SELECT {', '.join('w.' + c for c in WEBHOOK_SUMMARY_COLUMNS)}, r.headers, r.body, w.events "
+    "FROM webhooks AS w JOIN webhook_requests AS r ON r.id = w.request_id WHERE w.id = ?"
+)
 WEBHOOK_DELIVERIES = f"SELECT {DELIVERY_SELECT} FROM deliveries WHERE webhook_id = ? ORDER BY id"

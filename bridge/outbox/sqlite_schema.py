@@ -3,10 +3,16 @@
 `schema_version` holds one row per applied migration. Each migration runs in its own `BEGIN IMMEDIATE`
 transaction together with the insert of its version row, so a crash mid-migration leaves the previous version
 and the next open simply runs it again. Migrations are append-only: never edit one that has shipped.
+
+A migration that rebuilds a table (SQLite cannot drop a constraint in place) follows SQLite's documented
+procedure: foreign keys off for the connection, the new table created, filled, the old one dropped and the new one
+renamed, `PRAGMA foreign_key_check` before COMMIT, foreign keys on again. Every connection that migrates has the
+SQL function `bridge_sha256(blob)` (lower-case hex), so a migration can derive body keys from stored bodies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +27,8 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    #: SQLite only: the migration rebuilds tables, so it runs with foreign keys off and checks them before COMMIT
+    rebuilds: bool = False
 
 
 #: run on every connection that writes; journal_mode and synchronous are read back and checked afterwards (T3)
@@ -33,6 +41,109 @@ WRITER_PRAGMAS: tuple[str, ...] = (
 READER_PRAGMAS: tuple[str, ...] = ("PRAGMA busy_timeout=5000",)
 
 _STATUS_CHECK = "CHECK (status IN ('pending', 'in_flight', 'delivered', 'dead'))"
+_WEBHOOK_STATUS_CHECK = "CHECK (status IN ('accepted', 'ignored', 'mapping_failed'))"
+
+
+def _carry_sequence(old: str, new: str) -> tuple[str, str]:
+    """Give table `new` the AUTOINCREMENT counter of `old`, so ids that were ever used (and purged) never return."""
+    return (
+        f"DELETE FROM sqlite_sequence WHERE name = '{new}'",
+        f"INSERT INTO sqlite_sequence (name, seq) SELECT '{new}', seq FROM sqlite_sequence WHERE name = '{old}'",
+    )
+
+
+# Migration 2: the raw request is stored once (webhook_requests), however many provider events it holds; dedup
+# keys move to their own compact tables that outlive the rows (webhook_keys: a source's provider event ids and
+# body hashes; delivery_keys: one fact per source and destination), so purging rows never re-opens a replay and
+# two stores' equal order numbers stay two facts. Existing rows keep their ids; each old webhook row becomes its
+# own request (old batches keep their repeated bodies; new ones store the body once).
+_MIGRATION_2 = (
+    """CREATE TABLE webhook_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        headers BLOB NOT NULL,
+        body BLOB NOT NULL
+    )""",
+    "INSERT INTO webhook_requests (id, source, received_at, headers, body) "
+    "SELECT id, source, received_at, headers, body FROM webhooks ORDER BY id",
+    *_carry_sequence("webhooks", "webhook_requests"),
+    """CREATE TABLE webhook_keys (
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('event', 'body')),
+        key TEXT NOT NULL,
+        webhook_id INTEGER NOT NULL,
+        seen_at REAL NOT NULL,
+        PRIMARY KEY (source, kind, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX webhook_keys_seen_at ON webhook_keys (seen_at)",
+    "INSERT INTO webhook_keys (source, kind, key, webhook_id, seen_at) "
+    "SELECT source, 'event', provider_event_id, id, received_at FROM webhooks",
+    "INSERT INTO webhook_keys (source, kind, key, webhook_id, seen_at) "
+    "SELECT source, 'body', bridge_sha256(body), id, received_at FROM webhooks WHERE true ORDER BY id "
+    "ON CONFLICT DO NOTHING",
+    """CREATE TABLE delivery_keys (
+        source TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        event_name TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        delivery_id INTEGER NOT NULL,
+        seen_at REAL NOT NULL,
+        PRIMARY KEY (source, destination, event_name, event_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX delivery_keys_seen_at ON delivery_keys (seen_at)",
+    "INSERT INTO delivery_keys (source, destination, event_name, event_id, delivery_id, seen_at) "
+    "SELECT w.source, d.destination, d.event_name, d.event_id, d.id, d.created_at "
+    "FROM deliveries AS d JOIN webhooks AS w ON w.id = d.webhook_id",
+    f"""CREATE TABLE webhooks_v2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id INTEGER NOT NULL REFERENCES webhook_requests (id),
+        source TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        provider_event_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        status TEXT NOT NULL {_WEBHOOK_STATUS_CHECK},
+        error TEXT,
+        events BLOB NOT NULL
+    )""",
+    "INSERT INTO webhooks_v2 (id, request_id, source, provider, provider_event_id, event_type, received_at, status, "
+    "error, events) SELECT id, id, source, provider, provider_event_id, event_type, received_at, status, error, "
+    "events FROM webhooks ORDER BY id",
+    *_carry_sequence("webhooks", "webhooks_v2"),
+    f"""CREATE TABLE deliveries_v2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id INTEGER NOT NULL REFERENCES webhooks (id),
+        destination TEXT NOT NULL,
+        event_name TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        status TEXT NOT NULL {_STATUS_CHECK},
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        lease_until REAL,
+        lease_owner TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        delivered_at REAL,
+        last_status_code INTEGER,
+        last_error TEXT
+    )""",
+    "INSERT INTO deliveries_v2 SELECT id, webhook_id, destination, event_name, event_id, payload, status, attempts, "
+    "next_attempt_at, lease_until, lease_owner, created_at, updated_at, delivered_at, last_status_code, last_error "
+    "FROM deliveries ORDER BY id",
+    *_carry_sequence("deliveries", "deliveries_v2"),
+    "DROP TABLE deliveries",
+    "DROP TABLE webhooks",
+    "ALTER TABLE webhooks_v2 RENAME TO webhooks",
+    "ALTER TABLE deliveries_v2 RENAME TO deliveries",
+    "CREATE INDEX webhooks_status ON webhooks (status)",
+    "CREATE INDEX webhooks_received_at ON webhooks (received_at)",
+    "CREATE INDEX webhooks_request ON webhooks (request_id)",
+    "CREATE INDEX deliveries_due ON deliveries (destination, status, next_attempt_at)",
+    "CREATE INDEX deliveries_lease ON deliveries (destination, lease_until) WHERE status = 'in_flight'",
+    "CREATE INDEX deliveries_webhook ON deliveries (webhook_id)",
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -100,7 +211,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(2, "requests stored once; dedup keys in their own tables, delivery keys per source", _MIGRATION_2, True),
 )
+
+
+def _sha256_hex(value: bytes | None) -> str | None:
+    return None if value is None else hashlib.sha256(value).hexdigest()
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions migrations may use: `bridge_sha256(blob)` (lower-case hex, as dedup.body_key)."""
+    conn.create_function("bridge_sha256", 1, _sha256_hex, deterministic=True)
 
 
 async def _one(conn: aiosqlite.Connection, sql: str) -> Any:
@@ -152,23 +273,39 @@ async def migrate(conn: aiosqlite.Connection, migrations: tuple[Migration, ...])
     for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version <= current:
             continue
-        await conn.execute_fetchall("BEGIN IMMEDIATE")
+        foreign_keys = await _one(conn, "PRAGMA foreign_keys")
+        if migration.rebuilds:
+            await conn.execute_fetchall("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set it before
         try:
-            for statement in migration.statements:
-                await conn.execute_fetchall(statement)
-            await conn.execute_fetchall(
-                "INSERT INTO schema_version (version, name) VALUES (?, ?)", (migration.version, migration.name)
-            )
-            await conn.execute_fetchall("COMMIT")
-        except BaseException as exc:
-            try:
-                await conn.execute_fetchall("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            if isinstance(exc, sqlite3.Error):
-                raise OutboxError(
-                    f"schema migration {migration.version} ({migration.name}) failed and was rolled back: {exc}"
-                ) from exc
-            raise
+            await _apply(conn, migration)
+        finally:
+            if migration.rebuilds:
+                await conn.execute_fetchall(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         current = migration.version
     return current
+
+
+async def _apply(conn: aiosqlite.Connection, migration: Migration) -> None:
+    """One migration and its version row in one transaction; rolled back entirely on any failure."""
+    await conn.execute_fetchall("BEGIN IMMEDIATE")
+    try:
+        for statement in migration.statements:
+            await conn.execute_fetchall(statement)
+        if migration.rebuilds:
+            broken = list(await conn.execute_fetchall("PRAGMA foreign_key_check"))
+            if broken:
+                raise sqlite3.IntegrityError(f"foreign keys broken by the rebuild: {broken[:5]}")
+        await conn.execute_fetchall(
+            "INSERT INTO schema_version (version, name) VALUES (?, ?)", (migration.version, migration.name)
+        )
+        await conn.execute_fetchall("COMMIT")
+    except BaseException as exc:
+        try:
+            await conn.execute_fetchall("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        if isinstance(exc, sqlite3.Error):
+            raise OutboxError(
+                f"schema migration {migration.version} ({migration.name}) failed and was rolled back: {exc}"
+            ) from exc
+        raise

@@ -11,6 +11,9 @@ commit together. Consecutive ops of the same kind (ingest, complete) become one 
 in a transaction fails, it is rolled back and every op of the batch fails with OutboxUnavailable: nothing is
 half-written, the caller answers 503 so the provider retries, and the writer goes on.
 
+Where things are: this module is the group-commit machinery only; the connection and its thread are in
+sqlite_connection.py, what each op does in sqlite_ops.py (ingest in sqlite_ingest.py).
+
 Why not aiosqlite for writes: every aiosqlite call is its own round trip through the event loop (its result comes
 back via `call_soon_threadsafe`), and aiosqlite has no public way to run several statements as one call in its
 thread. Under HTTP load each wake-up waits behind the request handlers already queued, so the five or so calls per
@@ -21,35 +24,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import queue
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
-from pathlib import Path
 from typing import Any, TypeVar
 
-from bridge.errors import OutboxError, OutboxUnavailable
-from bridge.outbox import sqlite_queries as q
-from bridge.outbox.base import AttemptResult, Delivery, IngestResult, NewDelivery, NewWebhook
-from bridge.outbox.rows import clean_text, finished_at, retry_at, sort_claimed, unique_deliveries, unique_rounds
+from bridge.errors import OutboxUnavailable
+from bridge.outbox.sqlite_connection import WriteConnection
+from bridge.outbox.sqlite_ops import MERGED, Rejected, WriteOps
 
 log = logging.getLogger("bridge.outbox")
 
 T = TypeVar("T")
-
-#: name prefix of the writer thread (shows in py-spy, faulthandler dumps, `threading.enumerate()`)
-THREAD_NAME = "bridge-outbox-writer"
-
-#: kinds whose consecutive ops are merged into one multi-row statement
-_MERGED = frozenset({"ingest", "complete"})
 
 
 @dataclass(slots=True)
@@ -59,82 +52,12 @@ class Op:
     future: asyncio.Future[Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """An op that was refused without writing anything; its caller gets `error`, the rest of the batch commits."""
-
-    error: Exception
-
-
 def _fail(ops: list[Op], cause: BaseException) -> None:
     for op in ops:
         if not op.future.done():
             error = OutboxUnavailable(f"outbox write failed, nothing was stored: {str(cause) or type(cause).__name__}")
             error.__cause__ = cause
             op.future.set_exception(error)
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)] if items else []
-
-
-def _fetchall(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
-    return conn.execute(sql, params).fetchall()
-
-
-class WriteConnection:
-    """A stdlib sqlite3 connection (autocommit mode: BEGIN/COMMIT are explicit) and the one thread that uses it.
-
-    `conn` may be used only inside functions passed to `submit`/`run`, which execute in that thread, one after the
-    other. While a BatchWriter serves (from `start` to `stop`) it occupies the thread, so anything submitted here
-    meanwhile runs only after it stops; use `BatchWriter.call` then. `execute_fetchall` mirrors aiosqlite's, so the
-    open-time helpers of sqlite_schema (pragmas and their checks, migrations) run unchanged on this very connection."""
-
-    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
-        self._executor = executor
-        self.conn = conn
-        self._closed = False
-
-    @classmethod
-    async def open(cls, path: str | Path, **kwargs: Any) -> WriteConnection:
-        """Connect in a new writer thread; raises sqlite3.Error as sqlite3.connect does."""
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
-        connect = functools.partial(sqlite3.connect, path, isolation_level=None, check_same_thread=False, **kwargs)
-        try:
-            conn = await asyncio.get_running_loop().run_in_executor(executor, connect)
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        return cls(executor, conn)
-
-    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Queue `fn(*args)` for the writer thread; the future completes on the event loop once it has run."""
-        if self._closed:
-            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self.submit(fn, *args)
-
-    async def execute_fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        return await self.run(_fetchall, self.conn, sql, params)
-
-    async def close(self) -> None:
-        """Close the connection in its thread (after anything still queued there), then end the thread."""
-        if self._closed:
-            return
-        closing = self.submit(self.conn.close)
-        self._closed = True
-        cancelled = False
-        try:
-            await asyncio.shield(closing)  # cancelled or not, the close stays queued behind the thread's work
-        except asyncio.CancelledError:
-            cancelled = True
-            raise
-        finally:
-            # normally the thread is idle now and this joins it at once; if we were cancelled, do not block the
-            # loop: the thread finishes its queue (closing the connection last) and exits by itself
-            self._executor.shutdown(wait=not cancelled)
 
 
 class BatchWriter:
@@ -150,11 +73,11 @@ class BatchWriter:
 
     def __init__(self, conn: WriteConnection, *, group_window_ms: float, max_batch: int, variable_limit: int) -> None:
         self._conn = conn
-        #: the sqlite3 connection, for the synchronous methods below only (they run in the writer thread)
+        #: the sqlite3 connection, for the writer thread only
         self._db = conn.conn
+        self._ops = WriteOps(conn.conn, variable_limit)
         self._window = max(0.0, group_window_ms) / 1000.0
         self._max_batch = max(1, max_batch)
-        self._vars = max(variable_limit, 100)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[Op] = []
         self._flush_scheduled = False
@@ -303,10 +226,10 @@ class BatchWriter:
             results: list[Any] = []
             for kind, group in groupby(work, key=itemgetter(0)):
                 args = [arg for _, arg in group]
-                if kind in _MERGED:
-                    results.extend(self._apply_merged(kind, args))
+                if kind in MERGED:
+                    results.extend(self._ops.run_merged(kind, args))
                 else:
-                    results.extend(self._apply_one(kind, arg) for arg in args)
+                    results.extend(self._ops.run_one(kind, arg) for arg in args)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # also heals a transaction that an earlier failure left open
@@ -314,184 +237,3 @@ class BatchWriter:
                     db.execute("ROLLBACK")
             raise
         return results
-
-    def _sql(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        return _fetchall(self._db, sql, params)
-
-    def _rows_per_statement(self, params_per_row: int) -> int:
-        return max(1, min(1000, self._vars // params_per_row))
-
-    def _many(self, build: Callable[[int], str], rows: Sequence[Sequence[Any]], params_per_row: int) -> list[Any]:
-        """Run a multi-row statement over `rows` in as few chunks as the variable limit allows."""
-        out: list[Any] = []
-        for chunk in _chunks(rows, self._rows_per_statement(params_per_row)):
-            flat = [value for row in chunk for value in row]
-            out.extend(self._sql(build(len(chunk)), flat))
-        return out
-
-    # -- operations -----------------------------------------------------------------------------------------
-
-    def _apply_merged(self, kind: str, args: list[Any]) -> list[Any]:
-        if kind == "ingest":
-            return list(self._ingest(args))
-        if kind == "complete":
-            return self._complete(args)
-        raise AssertionError(kind)
-
-    def _apply_one(self, kind: str, arg: Any) -> Any:
-        handler: Callable[[Any], Any] = getattr(self, f"_op_{kind}")
-        return handler(arg)
-
-    def _op_claim(self, arg: tuple[str, int, float, float, str]) -> list[Delivery]:
-        destination, limit, now, lease_seconds, owner = arg
-        params = {"destination": destination, "limit": limit, "now": now}
-        params.update(lease_until=now + lease_seconds, owner=owner)
-        return sort_claimed(self._sql(q.CLAIM, params))
-
-    def _op_release(self, arg: tuple[list[int], str]) -> int:
-        ids, owner = arg
-        released = 0
-        for chunk in _chunks(ids, self._rows_per_statement(1) - 1):
-            released += len(self._sql(q.release(len(chunk)), [*chunk, owner]))
-        return released
-
-    def _op_retry_ids(self, arg: tuple[float, list[int], tuple[str, ...]]) -> int:
-        now, ids, statuses = arg
-        retried = 0
-        for chunk in _chunks(ids, self._rows_per_statement(1) - 8):
-            params: dict[str, Any] = {"now": now}
-            params.update({f"id{i}": value for i, value in enumerate(chunk)})
-            params.update({f"status{i}": value for i, value in enumerate(statuses)})
-            retried += len(self._sql(q.retry_ids(len(chunk), len(statuses)), params))
-        return retried
-
-    def _op_retry_filter(self, arg: tuple[float, tuple[str, ...], str | None, int]) -> int:
-        now, statuses, destination, limit = arg
-        params: dict[str, Any] = {"now": now, "limit": limit}
-        params.update({f"status{i}": value for i, value in enumerate(statuses)})
-        if destination is not None:
-            params["destination"] = destination
-        return len(self._sql(q.retry_filter(len(statuses), destination is not None), params))
-
-    def _op_call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        return fn(self._db)
-
-    def _op_remap(self, arg: tuple[Any, ...]) -> dict[str, int] | Rejected:
-        return self._remap(*arg)
-
-    def _op_purge_deliveries(self, arg: tuple[int, float, tuple[str, ...], int]) -> tuple[int, int]:
-        after_id, before, statuses, limit = arg
-        params = [after_id, *statuses, before, limit]
-        self._sql(q.purge_attempts(len(statuses)), params)
-        ids = [int(row[0]) for row in self._sql(q.purge_deliveries(len(statuses)), params)]
-        return len(ids), max(ids, default=after_id)
-
-    def _op_purge_webhooks(self, arg: tuple[float, int]) -> int:
-        before, limit = arg
-        return len(self._sql(q.PURGE_WEBHOOKS, [before, limit]))
-
-    def _ingest(self, webhooks: list[NewWebhook]) -> list[IngestResult]:
-        keys: list[tuple[str, str]] = []
-        rows: list[tuple[Any, ...]] = []
-        for w in webhooks:
-            source, event_id = clean_text(w.source) or "", clean_text(w.provider_event_id) or ""
-            keys.append((source, event_id))
-            rows.append(
-                (source, clean_text(w.provider), event_id, clean_text(w.event_type), w.received_at, w.status)
-                + (clean_text(w.error), w.headers, w.body, w.events)
-            )
-        inserted = {(s, p): int(i) for i, s, p in self._many(q.insert_webhooks, rows, q.WEBHOOK_PARAMS)}
-        # the first op with a key got the insert; later ones in this batch, and keys already stored, are duplicates
-        existing: dict[tuple[str, str], int] = {}
-        missing = list(dict.fromkeys(key for key in keys if key not in inserted))
-        if missing:
-            found = self._many(q.find_webhooks, missing, q.KEY_PARAMS)
-            existing = {(s, p): int(i) for i, s, p in found}
-        owner: dict[tuple[str, str], int] = {}  # key -> index of the op that inserted it
-        delivery_rows: list[tuple[Any, ...]] = []
-        for index, (key, w) in enumerate(zip(keys, webhooks, strict=True)):
-            if key in inserted and key not in owner:
-                owner[key] = index
-                for d in w.deliveries:
-                    delivery_rows.append(
-                        (inserted[key], clean_text(d.destination), clean_text(d.event_name), clean_text(d.event_id))
-                        + (d.payload, w.received_at, w.received_at, w.received_at)
-                    )
-        created: dict[int, int] = {}
-        for row in self._many(q.insert_deliveries, delivery_rows, q.DELIVERY_PARAMS):
-            created[int(row[0])] = created.get(int(row[0]), 0) + 1
-        results: list[IngestResult] = []
-        for index, key in enumerate(keys):
-            if owner.get(key) == index:
-                results.append(IngestResult(inserted[key], False, created.get(inserted[key], 0)))
-            else:
-                webhook_id = inserted.get(key, existing.get(key))
-                if webhook_id is None:  # cannot happen: the conflict that skipped the insert is a stored row
-                    raise OutboxError(f"webhook {key} conflicted but was not found")
-                results.append(IngestResult(webhook_id, True, 0))
-        return results
-
-    def _complete(self, batches: list[Sequence[AttemptResult]]) -> list[list[bool]]:
-        flat = [result for results in batches for result in results]
-        applied = [False] * len(flat)
-        for round_ in unique_rounds(flat):
-            rows = [
-                (
-                    flat[i].delivery_id,
-                    flat[i].owner,
-                    flat[i].verdict,
-                    retry_at(flat[i]),
-                    flat[i].status_code,
-                    clean_text(flat[i].error),
-                    finished_at(flat[i]),
-                )
-                for i in round_
-            ]
-            done = {int(row[0]) for row in self._many(q.complete, rows, q.COMPLETE_PARAMS)}
-            for i in round_:
-                applied[i] = flat[i].delivery_id in done
-        attempt_rows = [
-            (r.delivery_id, r.started_at, r.status_code, r.latency_ms, clean_text(r.error))
-            + (clean_text(r.response_excerpt), r.verdict, r.owner, int(ok))
-            for r, ok in zip(flat, applied, strict=True)
-        ]
-        self._many(q.insert_attempts, attempt_rows, q.ATTEMPT_PARAMS)
-        activity = [(r.delivery_id, r.verdict, finished_at(r)) for r in flat]
-        self._many(q.record_activity, activity, q.ACTIVITY_PARAMS)
-        out: list[list[bool]] = []
-        start = 0
-        for results in batches:
-            out.append(applied[start : start + len(results)])
-            start += len(results)
-        return out
-
-    def _remap(
-        self,
-        webhook_id: int,
-        status: str,
-        error: str | None,
-        events: bytes,
-        deliveries: Sequence[NewDelivery],
-        now: float,
-        force: bool,
-    ) -> dict[str, int] | Rejected:
-        found = self._sql(q.REMAP_WEBHOOK, [status, clean_text(error), events, webhook_id])
-        if not found:
-            return Rejected(OutboxError(f"webhook {webhook_id} does not exist"))
-        unique = unique_deliveries(deliveries)
-        rows = [
-            (webhook_id, clean_text(d.destination), clean_text(d.event_name), clean_text(d.event_id))
-            + (d.payload, now, now, now)
-            for d in unique
-        ]
-        inserted = {tuple(row[1:]) for row in self._many(q.insert_deliveries, rows, q.DELIVERY_PARAMS)}
-        reset = 0
-        if force:
-            others = [
-                (clean_text(d.destination), clean_text(d.event_name), clean_text(d.event_id), d.payload) for d in unique
-            ]
-            others = [row for row in others if row[:3] not in inserted]
-            for chunk in _chunks(others, self._rows_per_statement(q.RESET_PARAMS)):
-                flat = [value for row in chunk for value in row]
-                reset += len(self._sql(q.reset_deliveries(len(chunk)), [*flat, now, now]))
-        return {"created": len(inserted), "skipped": len(deliveries) - len(inserted) - reset, "reset": reset}

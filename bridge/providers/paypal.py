@@ -16,7 +16,7 @@ here; what keeps a forged body out is, in this order and all before any network 
    same body passes (a replay of the delivery; it is a `duplicate` downstream).
 
 Memory does not survive a restart, so the dedup key of the webhook is the transmission id itself (not the
-event id `WH-…`): the outbox's UNIQUE(source, provider_event_id) then refuses a second use of a transmission
+event id `WH-…`): the outbox's webhook dedup keys (webhook_keys) then refuses a second use of a transmission
 id after a restart as well (answered `duplicate`, nothing stored). A genuine retry of an event comes as a new
 transmission (new id, new time, new signature), so it is caught by the raw-body dedup instead, and its
 canonical events by the delivery dedup. Without headers (`bridge preview` of a saved body) the event id is used.

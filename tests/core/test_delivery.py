@@ -164,7 +164,8 @@ async def test_ops_routes_need_the_token(tmp_path: Path) -> None:
         assert wrong.status_code == 401
         assert (await bridge.client.get("/healthz")).json() == {"status": "ok"}
         assert (await bridge.client.get("/readyz")).json() == {"status": "ready"}
-        metrics = (await bridge.client.get("/metrics")).text
+        assert (await bridge.client.get("/metrics")).status_code == 401  # it names sources and destinations
+        metrics = (await bridge.ops("GET", "/metrics")).text
         assert 'bridge_deliveries{destination="convultra",status="pending"}' in metrics
 
 

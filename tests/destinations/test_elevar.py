@@ -250,3 +250,12 @@ async def test_fake_rejects_broken_requests() -> None:
         no_source = HttpRequest(good.method, base + PATH + "?debug=1", good.headers, good.body)
         assert (await send(no_source)).status == 400
     assert len(fake.rejected) == 3 and not fake.received
+
+
+def test_a_shoppers_user_agent_with_a_line_break_keeps_its_text_without_the_break() -> None:
+    """The shared header rule (control characters removed from browser-derived headers) applies to Elevar too:
+    the shopper's own agent is kept, not swapped for the default."""
+    event = {**events.purchase(), "context": {"user_agent": "Mozilla/5.0\r\nX-Evil: 1", "ip": "203.0.113.9\n"}}
+    request = make().build([event])
+    assert request.headers["user-agent"] == "Mozilla/5.0X-Evil: 1"
+    assert request.headers["x-forwarded-for"] == "203.0.113.9"

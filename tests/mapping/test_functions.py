@@ -8,6 +8,7 @@ import jmespath
 import pytest
 from jmespath.exceptions import JMESPathError
 
+from bridge.events import FieldValueError, coerce, to_money, to_time
 from bridge.mapping import fast
 from bridge.mapping.functions import (
     ISO_THREE_DECIMAL,
@@ -200,3 +201,49 @@ def test_mul() -> None:
 
 def test_mul_is_exact_beyond_28_digits() -> None:
     assert run("mul(a, b)", {"a": 10**30 + 1, "b": "1.5"}) == "1500000000000000000000000000001.5"
+
+
+# -- bounds -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "amount",
+    ["1e20000000", "1e31", "-1e31", "1e-31", "0E-50", "1." + "1" * 40, "1" * 101, 10**31, 1e300, 1e-300],
+)
+def test_amounts_beyond_the_bounds_are_refused_not_printed(amount: Any) -> None:
+    # printed in full, 1e20000000 is 20 MB of digits
+    for expression in ("decimal(a)", "minor_to_major(a, 'usd')", "mul(`1`, a)"):
+        message = fails(expression, {"a": amount})
+        assert any(words in message for words in ("out of range", "not a decimal number", "64 bits")), message
+        assert len(message) < 300
+    with pytest.raises(FieldValueError):
+        to_money(amount)
+
+
+def test_amounts_at_the_bounds_stay_exact() -> None:
+    widest = "1" * 31 + "." + "2" * 9  # 40 significant digits, exponent +30
+    assert to_money(widest) == widest
+    assert to_money("1e30") == "1" + "0" * 30
+    assert to_money("1e-30") == "0." + "0" * 29 + "1"
+    assert run("decimal(a)", {"a": widest}) == widest
+    assert run("minor_to_major(a, 'usd')", {"a": 10**30}) == "1" + "0" * 28 + ".00"
+
+
+def test_a_product_beyond_the_bounds_is_refused() -> None:
+    assert "does not fit 64 bits" in fails("mul(a, b)", {"a": 2**62, "b": 4})
+    assert "out of range" in fails("mul(a, b)", {"a": 1e20, "b": "1e20"})
+
+
+@pytest.mark.parametrize(("kind", "value"), [("int", "99999999999999999999"), ("int", 2**63), ("int", -(2**63) - 1)])
+def test_whole_numbers_fit_64_bits(kind: str, value: Any) -> None:
+    with pytest.raises(FieldValueError, match="does not fit 64 bits"):
+        coerce(kind, value)
+    assert coerce("int", 2**63 - 1) == 2**63 - 1
+
+
+@pytest.mark.parametrize("value", [1e300, -1e300, "9999-12-31T23:59:59-10:00"])
+def test_times_beyond_the_calendar_are_field_errors(value: Any) -> None:
+    with pytest.raises(FieldValueError, match="out of range"):
+        to_time(value)
+    if isinstance(value, float):
+        assert "out of range" in fails("from_ms(t)", {"t": value})

@@ -57,7 +57,7 @@ async def test_metrics_count_what_happened_per_app(tmp_path: Path) -> None:
             await bridge.post_stripe(stripe_case("invoice.paid"), secret="whsec_forged")
             await bridge.client.post("/webhooks/nobody-configured-this", content=b"{}")
             await settle(bridge)
-            response = await bridge.client.get("/metrics")
+            response = await bridge.ops("GET", "/metrics")
             assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
             found = samples(response.text)
             assert value(found, "bridge_webhooks_total", source="stripe", status="accepted") == 2
@@ -75,7 +75,7 @@ async def test_metrics_count_what_happened_per_app(tmp_path: Path) -> None:
 
             # a second app in the same process has its own registry
             async with running_bridge(tmp_path / "b", destinations=destinations, dispatch=False) as other:
-                fresh = samples((await other.client.get("/metrics")).text)
+                fresh = samples((await other.ops("GET", "/metrics")).text)
                 assert value(fresh, "bridge_webhooks_total", source="stripe", status="accepted") == 0
 
 
@@ -89,7 +89,7 @@ async def test_readyz_fails_when_the_outbox_does_not_answer(tmp_path: Path) -> N
             response = await bridge.client.get("/readyz")
             assert response.status_code == 503 and response.json()["status"] == "unavailable"
             assert (await bridge.client.get("/healthz")).status_code == 200  # liveness only
-            found = samples((await bridge.client.get("/metrics")).text)
+            found = samples((await bridge.ops("GET", "/metrics")).text)
             assert value(found, "bridge_outbox_up") == 0
         finally:
             await outbox.open()

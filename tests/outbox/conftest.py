@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,32 @@ class Store:
         await outbox.open()
         self.opened.append(outbox)
         return outbox
+
+    async def execute(self, sqlite_sql: str, postgres_sql: str | None = None) -> None:
+        """Run SQL statements on the store directly, beside the outbox (PostgreSQL runs `postgres_sql` if given)."""
+        if self.path is not None:
+            with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
+                conn.executescript(sqlite_sql)
+            return
+        assert self.dsn is not None
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(postgres_sql or sqlite_sql)
+        finally:
+            await conn.close()
+
+    async def count(self, table: str) -> int:
+        """Rows in `table`, read directly."""
+        sql = f"SELECT count(*) FROM {table}"
+        if self.path is not None:
+            with contextlib.closing(sqlite3.connect(self.path)) as conn:
+                return int(conn.execute(sql).fetchone()[0])
+        assert self.dsn is not None
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return int(await conn.fetchval(sql))
+        finally:
+            await conn.close()
 
 
 async def _admin() -> asyncpg.Connection:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import orjson
 
-from bridge.outbox.base import AttemptResult, Delivery, NewDelivery, NewWebhook, WebhookStatus
+from bridge.outbox.base import AttemptResult, Delivery, IngestResult, NewDelivery, NewRequest, NewWebhook, WebhookStatus
 from bridge.outbox.postgres import PostgresOutbox
 from bridge.outbox.sqlite import SqliteOutbox
 
@@ -30,22 +30,52 @@ def webhook(
     status: WebhookStatus = "accepted",
     event_type: str = "checkout.session.completed",
     error: str | None = None,
-) -> NewWebhook:
-    body = orjson.dumps({"id": provider_event_id, "type": event_type})
-    events = orjson.dumps([orjson.loads(d.payload) for d in deliveries])
-    return NewWebhook(
+    body: bytes | None = None,
+) -> NewRequest:
+    """A request holding one provider event (its body names the event, so distinct events have distinct bodies)."""
+    return request(
+        event(provider_event_id, *deliveries, status=status, event_type=event_type, error=error),
         source=source,
-        provider="stripe",
+        received_at=received_at,
+        body=body if body is not None else orjson.dumps({"id": provider_event_id, "type": event_type}),
+    )
+
+
+def event(
+    provider_event_id: str,
+    *deliveries: NewDelivery,
+    status: WebhookStatus = "accepted",
+    event_type: str = "checkout.session.completed",
+    error: str | None = None,
+) -> NewWebhook:
+    return NewWebhook(
         provider_event_id=provider_event_id,
         event_type=event_type,
-        received_at=received_at,
         status=status,
         error=error,
-        headers=orjson.dumps({"stripe-signature": "t=1,v1=abc"}),
-        body=body,
-        events=events,
+        events=orjson.dumps([orjson.loads(d.payload) for d in deliveries]),
         deliveries=list(deliveries),
     )
+
+
+def request(
+    *events: NewWebhook, source: str = "stripe", received_at: float = T0, body: bytes | None = None
+) -> NewRequest:
+    """A request of several provider events (a batch); the body lists their ids unless given."""
+    return NewRequest(
+        source=source,
+        provider="stripe",
+        received_at=received_at,
+        headers=orjson.dumps({"stripe-signature": "t=1,v1=abc"}),
+        body=body if body is not None else orjson.dumps({"events": [e.provider_event_id for e in events]}),
+        webhooks=list(events),
+    )
+
+
+async def ingest(outbox: AnyOutbox, one: NewRequest) -> IngestResult:
+    """Ingest a request of one provider event; its one result."""
+    [got] = await outbox.ingest(one)
+    return got
 
 
 def result(

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import orjson
 import pytest
 
-from tests.outbox.support import LEASE, T0, AnyOutbox, all_deliveries, by_id, delivery, result, webhook
+from tests.outbox.support import LEASE, T0, AnyOutbox, all_deliveries, by_id, delivery, ingest, result, webhook
 
 # -- ingest and dedup ----------------------------------------------------------------------------------------
 
 
 async def test_ingest_stores_webhook_and_deliveries(outbox: AnyOutbox) -> None:
-    got = await outbox.ingest(webhook("evt_1", delivery("conv", "o1"), delivery("zen", "o1")))
+    got = await ingest(outbox, webhook("evt_1", delivery("conv", "o1"), delivery("zen", "o1")))
     assert not got.duplicate
     assert got.deliveries_created == 2
 
@@ -38,19 +37,19 @@ async def test_ingest_stores_webhook_and_deliveries(outbox: AnyOutbox) -> None:
 
 
 async def test_duplicate_webhook_writes_nothing(outbox: AnyOutbox) -> None:
-    first = await outbox.ingest(webhook("evt_1", delivery("conv", "o1")))
-    again = await outbox.ingest(webhook("evt_1", delivery("conv", "o2"), delivery("zen", "o3"), received_at=T0 + 5))
+    first = await ingest(outbox, webhook("evt_1", delivery("conv", "o1")))
+    again = await ingest(outbox, webhook("evt_1", delivery("conv", "o2"), delivery("zen", "o3"), received_at=T0 + 5))
     assert again.duplicate
     assert again.webhook_id == first.webhook_id
     assert again.deliveries_created == 0
     assert [d["event_id"] for d in await all_deliveries(outbox)] == ["o1"]
     # the same provider event id from another source is a different webhook
-    other = await outbox.ingest(webhook("evt_1", delivery("conv", "o9"), source="stripe-eu"))
+    other = await ingest(outbox, webhook("evt_1", delivery("conv", "o9"), source="stripe-eu"))
     assert not other.duplicate
 
 
 async def test_concurrent_duplicates_store_once(outbox: AnyOutbox) -> None:
-    results = await asyncio.gather(*(outbox.ingest(webhook("evt_x", delivery("conv", "o1"))) for _ in range(20)))
+    results = await asyncio.gather(*(ingest(outbox, webhook("evt_x", delivery("conv", "o1"))) for _ in range(20)))
     assert sum(not r.duplicate for r in results) == 1
     assert len({r.webhook_id for r in results}) == 1
     assert sum(r.deliveries_created for r in results) == 1
@@ -59,8 +58,8 @@ async def test_concurrent_duplicates_store_once(outbox: AnyOutbox) -> None:
 
 async def test_one_fact_one_delivery_per_destination(outbox: AnyOutbox) -> None:
     # checkout.session.completed and payment_intent.succeeded describe the same purchase
-    a = await outbox.ingest(webhook("evt_a", delivery("conv", "order_1"), delivery("zen", "order_1")))
-    b = await outbox.ingest(webhook("evt_b", delivery("conv", "order_1"), delivery("ga4", "order_1")))
+    a = await ingest(outbox, webhook("evt_a", delivery("conv", "order_1"), delivery("zen", "order_1")))
+    b = await ingest(outbox, webhook("evt_b", delivery("conv", "order_1"), delivery("ga4", "order_1")))
     assert (a.deliveries_created, b.deliveries_created) == (2, 1)
     assert not b.duplicate
     rows = await all_deliveries(outbox)
@@ -70,16 +69,16 @@ async def test_one_fact_one_delivery_per_destination(outbox: AnyOutbox) -> None:
         ("zen", a.webhook_id),
     ]
     # the same fact twice in one webhook, and another event name with the same id
-    c = await outbox.ingest(
-        webhook("evt_c", delivery("conv", "o2"), delivery("conv", "o2"), delivery("conv", "o2", name="refund"))
+    c = await ingest(
+        outbox, webhook("evt_c", delivery("conv", "o2"), delivery("conv", "o2"), delivery("conv", "o2", name="refund"))
     )
     assert c.deliveries_created == 2
 
 
 async def test_ignored_webhook_without_deliveries(outbox: AnyOutbox) -> None:
-    got = await outbox.ingest(webhook("evt_i", status="ignored"))
+    got = await ingest(outbox, webhook("evt_i", status="ignored"))
     assert (got.duplicate, got.deliveries_created) == (False, 0)
-    failed = await outbox.ingest(webhook("evt_f", status="mapping_failed", error="KeyError: 'amount'"))
+    failed = await ingest(outbox, webhook("evt_f", status="mapping_failed", error="KeyError: 'amount'"))
     stored = await outbox.get_webhook(failed.webhook_id)
     assert stored is not None
     assert (stored["status"], stored["error"], stored["deliveries"]) == ("mapping_failed", "KeyError: 'amount'", [])
@@ -88,7 +87,7 @@ async def test_ignored_webhook_without_deliveries(outbox: AnyOutbox) -> None:
 
 
 async def test_unstorable_text_is_cleaned_not_fatal(outbox: AnyOutbox) -> None:
-    got = await outbox.ingest(replace(webhook("evt_1", delivery("conv", "o1")), provider_event_id="evt_\ud800"))
+    got = await ingest(outbox, webhook("evt_\ud800", delivery("conv", "o1\x00"), body=b"{}"))
     [claimed] = await outbox.claim("conv", 1, T0, LEASE, "w1")
     error = "bad \x00 byte and a lone \udc80 surrogate"
     assert await outbox.complete([result(claimed, "w1", "retry", T0, next_attempt_at=T0 + 5, error=error)]) == [True]
@@ -113,7 +112,7 @@ async def test_invalid_arguments_are_refused(outbox: AnyOutbox) -> None:
 
 async def test_claim_orders_limits_and_filters_by_destination(outbox: AnyOutbox) -> None:
     for i, at in enumerate([T0 + 3, T0 + 1, T0 + 2, T0 + 50]):
-        await outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}"), received_at=at))
+        await ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}"), received_at=at))
     first = await outbox.claim("conv", 2, T0 + 10, LEASE, "w1")
     assert [d.event_id for d in first] == ["o1", "o2"]
     for d in first:
@@ -128,7 +127,7 @@ async def test_claim_orders_limits_and_filters_by_destination(outbox: AnyOutbox)
 
 
 async def test_expired_lease_is_claimed_again(outbox: AnyOutbox) -> None:
-    await outbox.ingest(webhook("evt_1", delivery("conv", "o1")))
+    await ingest(outbox, webhook("evt_1", delivery("conv", "o1")))
     [a] = await outbox.claim("conv", 1, T0, LEASE, "w1")
     assert await outbox.claim("conv", 1, T0 + LEASE - 0.001, LEASE, "w2") == []
     [b] = await outbox.claim("conv", 1, T0 + LEASE, LEASE, "w2")
@@ -136,7 +135,7 @@ async def test_expired_lease_is_claimed_again(outbox: AnyOutbox) -> None:
 
 
 async def test_stale_owner_is_fenced_off_but_its_attempt_is_logged(outbox: AnyOutbox) -> None:
-    await outbox.ingest(webhook("evt_1", delivery("conv", "o1")))
+    await ingest(outbox, webhook("evt_1", delivery("conv", "o1")))
     [a] = await outbox.claim("conv", 1, T0, LEASE, "w1")
     [b] = await outbox.claim("conv", 1, T0 + LEASE + 1, LEASE, "w2")
     before = await by_id(outbox, a.id)
@@ -159,7 +158,7 @@ async def test_stale_owner_is_fenced_off_but_its_attempt_is_logged(outbox: AnyOu
 
 async def test_completion_transitions(outbox: AnyOutbox) -> None:
     for i in range(3):
-        await outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), received_at=T0 + i))
+        await ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}"), received_at=T0 + i))
     d0, d1, d2 = await outbox.claim("conv", 3, T0 + 10, LEASE, "w1")
     applied = await outbox.complete(
         [
@@ -194,7 +193,7 @@ async def test_completion_transitions(outbox: AnyOutbox) -> None:
 
 
 async def test_the_same_delivery_twice_in_one_complete(outbox: AnyOutbox) -> None:
-    await outbox.ingest(webhook("evt_1", delivery("conv", "o1")))
+    await ingest(outbox, webhook("evt_1", delivery("conv", "o1")))
     [d] = await outbox.claim("conv", 1, T0, LEASE, "w1")
     applied = await outbox.complete(
         [result(d, "w1", "retry", T0 + 1, next_attempt_at=T0 + 9), result(d, "w1", "dead", T0 + 2)]
@@ -206,7 +205,7 @@ async def test_the_same_delivery_twice_in_one_complete(outbox: AnyOutbox) -> Non
 
 async def test_concurrent_completes_are_each_answered(outbox: AnyOutbox) -> None:
     for i in range(10):
-        await outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}")))
+        await ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}")))
     claimed = await outbox.claim("conv", 10, T0, LEASE, "w1")
     owners = ["w1", "nobody"] * 5
     answers = await asyncio.gather(
@@ -217,7 +216,7 @@ async def test_concurrent_completes_are_each_answered(outbox: AnyOutbox) -> None
 
 async def test_release_gives_leases_back_without_counting_an_attempt(outbox: AnyOutbox) -> None:
     for i in range(3):
-        await outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), received_at=T0 + i))
+        await ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}"), received_at=T0 + i))
     claimed = await outbox.claim("conv", 3, T0 + 5, LEASE, "w1")
     ids = [d.id for d in claimed]
     assert await outbox.release(ids[:2], "someone-else") == 0
@@ -234,8 +233,8 @@ async def test_release_gives_leases_back_without_counting_an_attempt(outbox: Any
 async def test_next_due_at(outbox: AnyOutbox) -> None:
     assert await outbox.next_due_at() is None
     assert await outbox.next_due_at("conv") is None
-    await outbox.ingest(webhook("evt_1", delivery("conv", "o1"), received_at=T0 + 20))
-    await outbox.ingest(webhook("evt_2", delivery("zen", "o1"), delivery("ga4", "o1"), received_at=T0 + 10))
+    await ingest(outbox, webhook("evt_1", delivery("conv", "o1"), received_at=T0 + 20))
+    await ingest(outbox, webhook("evt_2", delivery("zen", "o1"), delivery("ga4", "o1"), received_at=T0 + 10))
     assert await outbox.next_due_at() == T0 + 10
     assert await outbox.next_due_at("conv") == T0 + 20
     assert await outbox.next_due_at("nope") is None

@@ -8,15 +8,16 @@ import orjson
 import pytest
 
 from bridge.errors import OutboxError
+from bridge.outbox.base import PurgeResult
 from tests.outbox.conftest import Store
-from tests.outbox.support import LEASE, T0, AnyOutbox, all_deliveries, by_id, delivery, finish, result, webhook
+from tests.outbox.support import LEASE, T0, AnyOutbox, all_deliveries, by_id, delivery, finish, ingest, result, webhook
 
 # -- ops -------------------------------------------------------------------------------------------------------
 
 
 async def test_retry_by_ids(outbox: AnyOutbox) -> None:
     for i in range(5):
-        await outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), received_at=T0 + i))
+        await ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}"), received_at=T0 + i))
     [dead] = await finish(outbox, "conv", "dead", T0 + 10)
     [delivered] = await finish(outbox, "conv", "delivered", T0 + 10)
     [later] = await finish(outbox, "conv", "retry", T0 + 10)
@@ -42,7 +43,7 @@ async def test_retry_by_ids(outbox: AnyOutbox) -> None:
 
 async def test_retry_by_filter(outbox: AnyOutbox) -> None:
     for i in range(3):
-        await outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}")))
+        await ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}")))
     await finish(outbox, "conv", "dead", T0, n=2)
     await finish(outbox, "zen", "dead", T0, n=1)
     await finish(outbox, "zen", "delivered", T0, n=1)
@@ -61,9 +62,9 @@ async def test_stats(outbox: AnyOutbox) -> None:
     empty = await outbox.stats(T0)
     assert empty == {"destinations": {}, "webhooks": {"accepted": 0, "ignored": 0, "mapping_failed": 0}}
     for i in range(4):
-        await outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), received_at=T0 + i))
-    await outbox.ingest(webhook("evt_z", delivery("zen", "z"), received_at=T0 + 1))
-    await outbox.ingest(webhook("evt_ign", status="ignored"))
+        await ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}"), received_at=T0 + i))
+    await ingest(outbox, webhook("evt_z", delivery("zen", "z"), received_at=T0 + 1))
+    await ingest(outbox, webhook("evt_ign", status="ignored"))
     await finish(outbox, "conv", "delivered", T0 + 10)
     await finish(outbox, "conv", "dead", T0 + 20)
     await outbox.claim("conv", 1, T0 + 30, LEASE, "w1")
@@ -87,7 +88,7 @@ async def test_stats(outbox: AnyOutbox) -> None:
 
 async def test_list_deliveries_pages_newest_first(outbox: AnyOutbox) -> None:
     for i in range(5):
-        await outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}")))
+        await ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}")))
     seen: list[int] = []
     cursor: int | None = None
     pages = 0
@@ -128,7 +129,7 @@ async def test_list_deliveries_pages_newest_first(outbox: AnyOutbox) -> None:
 
 
 async def test_get_delivery_with_attempts(outbox: AnyOutbox) -> None:
-    await outbox.ingest(webhook("evt_1", delivery("conv", "o1", payload=b'{"id": "o1", "total": "12.50"}')))
+    await ingest(outbox, webhook("evt_1", delivery("conv", "o1", payload=b'{"id": "o1", "total": "12.50"}')))
     [d] = await outbox.claim("conv", 1, T0, LEASE, "w1")
     await outbox.complete(
         [result(d, "w1", "retry", T0 + 1, next_attempt_at=T0 + 5, status_code=500, response_excerpt="oops")]
@@ -156,14 +157,15 @@ async def test_get_delivery_with_attempts(outbox: AnyOutbox) -> None:
 
 async def test_list_webhooks(outbox: AnyOutbox) -> None:
     for i in range(6):
-        await outbox.ingest(
+        await ingest(
+            outbox,
             webhook(
                 f"evt_{i}",
                 source="stripe" if i % 2 else "shop",
                 event_type="a" if i < 3 else "b",
                 status="accepted" if i != 4 else "mapping_failed",
                 received_at=T0 + i,
-            )
+            ),
         )
     rows, cursor = await outbox.list_webhooks(limit=4)
     assert [r["provider_event_id"] for r in rows] == ["evt_5", "evt_4", "evt_3", "evt_2"]
@@ -185,14 +187,20 @@ async def test_list_webhooks(outbox: AnyOutbox) -> None:
 
 
 async def test_update_webhook_mapping(outbox: AnyOutbox) -> None:
-    got = await outbox.ingest(webhook("evt_1", status="mapping_failed", error="KeyError"))
-    other = await outbox.ingest(webhook("evt_2", delivery("conv", "o1"), delivery("zen", "o1")))
+    got = await ingest(outbox, webhook("evt_1", status="mapping_failed", error="KeyError"))
+    other = await ingest(outbox, webhook("evt_2", delivery("conv", "o1"), delivery("zen", "o1")))
     [done] = await finish(outbox, "conv", "delivered", T0 + 1)
     new = [delivery("conv", "o1", payload=b'{"v": 2}'), delivery("zen", "o1"), delivery("ga4", "o1")]
     events = orjson.dumps([{"name": "purchase", "id": "o1"}])
 
+    planned = await outbox.update_webhook_mapping(
+        got.webhook_id, "accepted", None, events, new, now=T0 + 50, dry_run=True
+    )
+    assert (await outbox.get_webhook(got.webhook_id) or {})["status"] == "mapping_failed"  # the dry run wrote nothing
     counts = await outbox.update_webhook_mapping(got.webhook_id, "accepted", None, events, new, now=T0 + 50)
-    assert counts == {"created": 1, "skipped": 2, "reset": 0}
+    assert counts.counts() == {"created": 1, "skipped": 2, "reset": 0}
+    assert counts.actions == ["skip (delivered)", "skip (pending)", "create"]
+    assert planned == counts
     stored = await outbox.get_webhook(got.webhook_id)
     assert stored is not None
     assert (stored["status"], stored["error"], stored["events"]) == (
@@ -210,47 +218,56 @@ async def test_update_webhook_mapping(outbox: AnyOutbox) -> None:
     assert (await by_id(outbox, done))["status"] == "delivered"
 
     forced = await outbox.update_webhook_mapping(got.webhook_id, "accepted", None, events, new, now=T0 + 60, force=True)
-    assert forced == {"created": 0, "skipped": 2, "reset": 1}  # zen is still pending, ga4 pending
+    assert forced.counts() == {"created": 0, "skipped": 2, "reset": 1}  # zen is still pending, ga4 pending
+    assert forced.actions == ["reset", "skip (pending)", "skip (pending)"]
     redone = await by_id(outbox, done)
     assert (redone["status"], redone["next_attempt_at"], redone["event"]) == ("pending", T0 + 60, {"v": 2})
     assert redone["webhook_id"] == other.webhook_id
     assert redone["attempt_count"] == 1
 
-    with pytest.raises(OutboxError):
-        await outbox.update_webhook_mapping(999_999, "accepted", None, b"[]", [], now=T0)
+    for dry_run in (False, True):
+        with pytest.raises(OutboxError):
+            await outbox.update_webhook_mapping(999_999, "accepted", None, b"[]", [], now=T0, dry_run=dry_run)
 
 
 async def test_purge(outbox: AnyOutbox) -> None:
-    old = await outbox.ingest(webhook("evt_old", delivery("conv", "o1"), delivery("zen", "o1"), received_at=T0))
-    gone = await outbox.ingest(webhook("evt_gone", delivery("conv", "o2"), received_at=T0 + 1))
-    ignored = await outbox.ingest(webhook("evt_ign", status="ignored", received_at=T0 + 2))
-    recent = await outbox.ingest(webhook("evt_new", delivery("conv", "o3"), received_at=T0 + 500))
+    old = await ingest(outbox, webhook("evt_old", delivery("conv", "o1"), delivery("zen", "o1"), received_at=T0))
+    gone = await ingest(outbox, webhook("evt_gone", delivery("conv", "o2"), received_at=T0 + 1))
+    ignored = await ingest(outbox, webhook("evt_ign", status="ignored", received_at=T0 + 2))
+    failed = await ingest(outbox, webhook("evt_fail", status="mapping_failed", error="KeyError", received_at=T0 + 3))
+    recent = await ingest(outbox, webhook("evt_new", delivery("conv", "o3"), received_at=T0 + 500))
     delivered = await finish(outbox, "conv", "delivered", T0 + 10, n=2)  # o1, o2
     [dead] = await finish(outbox, "zen", "dead", T0 + 10)
     await finish(outbox, "conv", "delivered", T0 + 600)  # o3, finished after the cut-off
 
-    assert await outbox.purge(T0 + 100) == 2
+    assert await outbox.purge(T0 + 100) == PurgeResult(deliveries=2, webhooks=2)
     for delivery_id in delivered:
         assert await outbox.get_delivery(delivery_id) is None
     assert (await by_id(outbox, dead))["status"] == "dead"
     assert await outbox.get_webhook(old.webhook_id) is not None  # still has its dead delivery
     assert await outbox.get_webhook(gone.webhook_id) is None
     assert await outbox.get_webhook(ignored.webhook_id) is None
+    assert await outbox.get_webhook(failed.webhook_id) is not None  # a replay can still recover it
     assert await outbox.get_webhook(recent.webhook_id) is not None
 
-    assert await outbox.purge(T0 + 100, statuses=("delivered", "dead")) == 1
+    assert await outbox.purge(T0 + 100, statuses=("delivered", "dead")) == PurgeResult(deliveries=1, webhooks=1)
     assert await outbox.get_webhook(old.webhook_id) is None
     assert [r["event_id"] for r in await all_deliveries(outbox)] == ["o3"]
-    # the dedup key went with the webhook: a late provider retry is stored again
-    assert not (await outbox.ingest(webhook("evt_gone", received_at=T0 + 700))).duplicate
+    # the dedup keys outlive the rows: a late provider retry, or the same body replayed, is still a duplicate,
+    # and the purged facts are not delivered again through another event
+    again = await ingest(outbox, webhook("evt_gone", delivery("conv", "o2"), received_at=T0 + 700))
+    assert (again.duplicate, again.webhook_id, again.deliveries_created) == (True, gone.webhook_id, 0)
+    other = await ingest(outbox, webhook("evt_other", delivery("conv", "o2"), delivery("zen", "o1")))
+    assert (other.duplicate, other.deliveries_created) == (False, 0)
+    assert [r["event_id"] for r in await all_deliveries(outbox)] == ["o3"]
 
 
 async def test_reopening_keeps_data_and_migrations_are_idempotent(store: Store) -> None:
     first = await store.open()
-    got = await first.ingest(webhook("evt_1", delivery("conv", "o1")))
+    got = await ingest(first, webhook("evt_1", delivery("conv", "o1")))
     await first.close()
     second = await store.open()
-    assert (await second.ingest(webhook("evt_1"))).duplicate
+    assert (await ingest(second, webhook("evt_1"))).duplicate
     assert (await second.get_webhook(got.webhook_id)) is not None
     await second.close()
     third = await store.open()
@@ -264,5 +281,5 @@ async def test_closed_outbox_refuses_work(store: Store) -> None:
     with pytest.raises(OutboxError):
         await outbox.ping()
     with pytest.raises(OutboxError):
-        await outbox.ingest(webhook("evt_1"))
+        await ingest(outbox, webhook("evt_1"))
     await outbox.close()  # twice is fine

@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 
 from tests.outbox.conftest import Store
-from tests.outbox.support import T0, AnyOutbox, delivery, result, webhook
+from tests.outbox.support import T0, AnyOutbox, delivery, ingest, result, webhook
 
 DESTINATIONS = ("conv", "zen", "ga4")
 Verdict = Literal["delivered", "retry", "dead"]
@@ -79,7 +79,7 @@ class Run:
         rng, model = self.rng, self.model
         peid = f"evt_{rng.randrange(12)}"
         facts = [(dest, f"o{rng.randrange(8)}") for dest in rng.sample(DESTINATIONS, rng.randint(0, 3))]
-        got = await self.outbox.ingest(webhook(peid, *(delivery(d, e) for d, e in facts), received_at=self.now))
+        got = await ingest(self.outbox, webhook(peid, *(delivery(d, e) for d, e in facts), received_at=self.now))
         if peid in model.webhooks:
             assert (got.duplicate, got.webhook_id, got.deliveries_created) == (True, model.webhooks[peid], 0)
             return

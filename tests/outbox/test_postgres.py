@@ -11,7 +11,9 @@ import pytest
 
 from bridge.errors import OutboxUnavailable
 from bridge.outbox.postgres import PostgresOutbox
-from tests.outbox.support import T0, delivery, result, webhook
+from bridge.outbox.postgres_schema import MIGRATIONS
+from bridge.outbox.sqlite_schema import Migration
+from tests.outbox.support import T0, delivery, ingest, result, webhook
 
 pytestmark = pytest.mark.postgres
 
@@ -38,7 +40,10 @@ async def test_replicas_opening_together_migrate_once(replicas: Replicas, pg_dsn
     await replicas(4)
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert [tuple(r) for r in await conn.fetch("SELECT version FROM schema_version")] == [(1,)]
+        assert [tuple(r) for r in await conn.fetch("SELECT version FROM schema_version ORDER BY version")] == [
+            (1,),
+            (2,),
+        ]
     finally:
         await conn.close()
 
@@ -48,7 +53,7 @@ async def test_concurrent_claimers_never_share_a_row(replicas: Replicas) -> None
     for i in range(0, 300, 50):
         await asyncio.gather(
             *(
-                outboxes[0].ingest(webhook(f"evt_{j}", delivery("conv", f"o{j}"), received_at=T0 + j))
+                ingest(outboxes[0], webhook(f"evt_{j}", delivery("conv", f"o{j}"), received_at=T0 + j))
                 for j in range(i, i + 50)
             )
         )
@@ -71,7 +76,7 @@ async def test_concurrent_claimers_never_share_a_row(replicas: Replicas) -> None
 
 async def test_duplicates_across_replicas_store_once(replicas: Replicas) -> None:
     a, b = await replicas(2)
-    copies = [outbox.ingest(webhook("evt_1", delivery("conv", "o1"))) for outbox in (a, b) * 10]
+    copies = [ingest(outbox, webhook("evt_1", delivery("conv", "o1"))) for outbox in (a, b) * 10]
     results = await asyncio.gather(*copies)
     assert sum(not r.duplicate for r in results) == 1
     assert len({r.webhook_id for r in results}) == 1
@@ -85,9 +90,9 @@ async def test_overlapping_facts_from_concurrent_ingests(replicas: Replicas) -> 
     for n in range(30):
         chosen = rng.sample(keys, 8)  # random order: would deadlock without ordered inserts
         webhooks.append(webhook(f"evt_{n}", *(delivery(dest, eid) for dest, eid in chosen)))
-    results = await asyncio.gather(*(outboxes[n % 3].ingest(w) for n, w in enumerate(webhooks)))
+    results = await asyncio.gather(*(ingest(outboxes[n % 3], w) for n, w in enumerate(webhooks)))
     created = sum(r.deliveries_created for r in results)
-    distinct = {(d.destination, d.event_id) for w in webhooks for d in w.deliveries}
+    distinct = {(d.destination, d.event_id) for w in webhooks for d in w.webhooks[0].deliveries}
     assert created == len(distinct)
     rows, _ = await outboxes[0].list_deliveries(limit=1000)
     assert len(rows) == len(distinct)
@@ -95,7 +100,7 @@ async def test_overlapping_facts_from_concurrent_ingests(replicas: Replicas) -> 
 
 async def test_zombie_completion_is_rejected_across_replicas(replicas: Replicas) -> None:
     a, b = await replicas(2)
-    await a.ingest(webhook("evt_1", delivery("conv", "o1")))
+    await ingest(a, webhook("evt_1", delivery("conv", "o1")))
     [first] = await a.claim("conv", 1, T0, 10, "a-1")
     [second] = await b.claim("conv", 1, T0 + 11, 10, "b-1")
     both = await asyncio.gather(
@@ -113,4 +118,27 @@ async def test_unreachable_server_is_unavailable() -> None:
     with pytest.raises(OutboxUnavailable):
         await outbox.open()
     with pytest.raises(OutboxUnavailable):
-        await outbox.ingest(webhook("evt_1"))
+        await ingest(outbox, webhook("evt_1"))
+
+
+async def test_statement_timeout_bounds_writes_but_not_migrations(pg_dsn: str) -> None:
+    slow = Migration(99, "slow", ("SELECT pg_sleep(1.5)",))
+
+    class WithSlowMigration(PostgresOutbox):
+        _migrations = (*MIGRATIONS, slow)
+
+    outbox = WithSlowMigration(pg_dsn, max_size=2, acquire_timeout=0.2, statement_timeout=0.1)
+    await outbox.open()  # the migration outlasts the statement timeout and the client's command timeout
+    try:
+        await ingest(outbox, webhook("evt_1", delivery("conv", "o1")))
+        locker = await asyncpg.connect(pg_dsn)
+        try:
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE")
+                with pytest.raises(OutboxUnavailable, match="statement timeout"):
+                    await outbox.ingest(webhook("evt_2", delivery("conv", "o2")))
+        finally:
+            await locker.close()
+        assert (await ingest(outbox, webhook("evt_2", delivery("conv", "o2")))).deliveries_created == 1
+    finally:
+        await outbox.close()

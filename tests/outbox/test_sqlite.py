@@ -20,9 +20,9 @@ from bridge.outbox import open_outbox
 from bridge.outbox import sqlite_queries as q
 from bridge.outbox.postgres import PostgresOutbox
 from bridge.outbox.sqlite import SqliteOutbox
+from bridge.outbox.sqlite_connection import THREAD_NAME
 from bridge.outbox.sqlite_schema import MIGRATIONS, WRITER_PRAGMAS, Migration
-from bridge.outbox.sqlite_writer import THREAD_NAME
-from tests.outbox.support import T0, delivery, result, webhook
+from tests.outbox.support import T0, delivery, ingest, result, webhook
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ async def test_second_opener_is_refused(db: Path) -> None:
 async def test_in_flight_rows_of_a_dead_process_are_pending_again(db: Path) -> None:
     first = SqliteOutbox(db)
     await first.open()
-    await first.ingest(webhook("evt_1", delivery("conv", "o1"), received_at=T0))
+    await ingest(first, webhook("evt_1", delivery("conv", "o1"), received_at=T0))
     [claimed] = await first.claim("conv", 1, T0 + 1, 3600, "w1")
     await first.close()  # as far as the file is concerned, the same as a crash
 
@@ -114,7 +114,7 @@ async def test_in_flight_rows_of_a_dead_process_are_pending_again(db: Path) -> N
 async def test_group_commit_groups_concurrent_writes(sq: SqliteOutbox) -> None:
     commits, ops = sq.stats_commits, sq.stats_ops
     results = await asyncio.gather(
-        *(sq.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}"))) for i in range(100))
+        *(ingest(sq, webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}"))) for i in range(100))
     )
     assert all(not r.duplicate and r.deliveries_created == 2 for r in results)
     assert len({r.webhook_id for r in results}) == 100
@@ -129,7 +129,7 @@ async def test_group_window_collects_writes_arriving_a_little_later(db: Path) ->
 
         async def late(i: int) -> None:
             await asyncio.sleep(0.005 * (i % 4))
-            await outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}")))
+            await ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}")))
 
         await asyncio.gather(*(late(i) for i in range(20)))
         assert outbox.stats_commits <= 2
@@ -138,12 +138,12 @@ async def test_group_window_collects_writes_arriving_a_little_later(db: Path) ->
 
 
 async def test_mixed_batch_with_duplicates_inside_it(sq: SqliteOutbox) -> None:
-    first = await sq.ingest(webhook("evt_old", delivery("conv", "o0")))
+    first = await ingest(sq, webhook("evt_old", delivery("conv", "o0")))
     ingests = [
-        asyncio.create_task(sq.ingest(webhook("evt_new", delivery("conv", "o1")))),
-        asyncio.create_task(sq.ingest(webhook("evt_old", delivery("conv", "o2")))),
-        asyncio.create_task(sq.ingest(webhook("evt_new", delivery("conv", "o3")))),
-        asyncio.create_task(sq.ingest(webhook("evt_other", delivery("conv", "o1"), delivery("zen", "o1")))),
+        asyncio.create_task(ingest(sq, webhook("evt_new", delivery("conv", "o1")))),
+        asyncio.create_task(ingest(sq, webhook("evt_old", delivery("conv", "o2")))),
+        asyncio.create_task(ingest(sq, webhook("evt_new", delivery("conv", "o3")))),
+        asyncio.create_task(ingest(sq, webhook("evt_other", delivery("conv", "o1"), delivery("zen", "o1")))),
     ]
     claim = asyncio.create_task(sq.claim("conv", 10, T0, 30, "w1"))  # queued after them, in the same transaction
     a, b, c, d = [await task for task in ingests]
@@ -157,10 +157,10 @@ async def test_mixed_batch_with_duplicates_inside_it(sq: SqliteOutbox) -> None:
 
 
 async def test_failed_batch_fails_every_caller_and_writes_nothing(db: Path, sq: SqliteOutbox) -> None:
-    await sq.ingest(webhook("evt_0", delivery("conv", "o0")))
+    await ingest(sq, webhook("evt_0", delivery("conv", "o0")))
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TRIGGER boom BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
-    calls = [sq.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"))) for i in range(1, 11)]
+    calls = [ingest(sq, webhook(f"evt_{i}", delivery("conv", f"o{i}"))) for i in range(1, 11)]
     outcomes = await asyncio.gather(*calls, sq.claim("conv", 5, T0, 30, "w1"), return_exceptions=True)
     assert all(isinstance(o, OutboxUnavailable) for o in outcomes), outcomes
     assert "disk on fire" in str(outcomes[0])
@@ -171,7 +171,7 @@ async def test_failed_batch_fails_every_caller_and_writes_nothing(db: Path, sq: 
 
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TRIGGER boom")
-    again = await sq.ingest(webhook("evt_1", delivery("conv", "o1")))
+    again = await ingest(sq, webhook("evt_1", delivery("conv", "o1")))
     assert not again.duplicate and again.deliveries_created == 1
     await sq.ping()
 
@@ -179,7 +179,7 @@ async def test_failed_batch_fails_every_caller_and_writes_nothing(db: Path, sq: 
 async def test_dropped_table_fails_the_batch_not_the_writer(db: Path, sq: SqliteOutbox) -> None:
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TABLE destination_activity")
-    await sq.ingest(webhook("evt_1", delivery("conv", "o1")))
+    await ingest(sq, webhook("evt_1", delivery("conv", "o1")))
     [d] = await sq.claim("conv", 1, T0, 30, "w1")
     with pytest.raises(OutboxUnavailable, match="destination_activity"):
         await sq.complete([result(d, "w1", "delivered", T0)])
@@ -190,12 +190,12 @@ async def test_dropped_table_fails_the_batch_not_the_writer(db: Path, sq: Sqlite
 
 
 async def test_cancelled_callers_do_not_break_the_writer(sq: SqliteOutbox) -> None:
-    tasks = [asyncio.create_task(sq.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}")))) for i in range(10)]
+    tasks = [asyncio.create_task(ingest(sq, webhook(f"evt_{i}", delivery("conv", f"o{i}")))) for i in range(10)]
     tasks[3].cancel()
     tasks[7].cancel()
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert sum(isinstance(x, asyncio.CancelledError) for x in done) == 2
-    assert not (await sq.ingest(webhook("evt_after"))).duplicate
+    assert not (await ingest(sq, webhook("evt_after"))).duplicate
 
 
 class WriterCrash(BaseException):
@@ -209,13 +209,13 @@ async def test_a_dead_writer_never_leaves_callers_waiting(sq: SqliteOutbox) -> N
         raise WriterCrash("boom")
 
     sq._writer._transaction = crash  # type: ignore[method-assign]
-    tasks = [asyncio.create_task(sq.ingest(webhook(f"evt_{i}"))) for i in range(10)]
+    tasks = [asyncio.create_task(ingest(sq, webhook(f"evt_{i}"))) for i in range(10)]
     outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=5)
     assert all(isinstance(o, OutboxUnavailable) for o in outcomes), outcomes
     with pytest.raises(OutboxUnavailable):
         await sq.ping()
     with pytest.raises(OutboxUnavailable):
-        await sq.ingest(webhook("evt_late"))
+        await ingest(sq, webhook("evt_late"))
     # nothing was written, and closing still works (the thread is free again, so the connection gets closed)
     await sq.close()
     assert count(sq.path, "webhooks") == 0
@@ -232,11 +232,11 @@ async def test_writes_run_in_the_writer_thread_and_futures_resolve_on_the_loop(d
     assert outbox._writer is not None
     [thread] = set(writer_threads()) - before
     seen: list[str] = []
-    writes = [outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"))) for i in range(20)]
+    writes = [ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}"))) for i in range(20)]
     name = outbox._writer.call(lambda conn: threading.current_thread().name)
 
     async def on_loop() -> None:
-        await outbox.ingest(webhook("evt_x"))
+        await ingest(outbox, webhook("evt_x"))
         seen.append(threading.current_thread().name)
 
     results = await asyncio.gather(*writes, name, on_loop())
@@ -274,7 +274,7 @@ asyncio.run(main())  # closes the loop; outbox.close() is never called
 async def test_close_finishes_queued_writes(db: Path) -> None:
     outbox = SqliteOutbox(db)
     await outbox.open()
-    tasks = [asyncio.create_task(outbox.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}")))) for i in range(30)]
+    tasks = [asyncio.create_task(ingest(outbox, webhook(f"evt_{i}", delivery("conv", f"o{i}")))) for i in range(30)]
     await asyncio.sleep(0)  # let them queue
     await outbox.close()
     assert all(not t.result().duplicate for t in tasks)
@@ -282,24 +282,24 @@ async def test_close_finishes_queued_writes(db: Path) -> None:
 
 
 async def test_migration_that_fails_midway_leaves_the_previous_version(db: Path) -> None:
-    broken = Migration(2, "broken", ("CREATE TABLE half_done (x INTEGER)", "ALTER TABLE nowhere ADD COLUMN y"))
+    broken = Migration(3, "broken", ("CREATE TABLE half_done (x INTEGER)", "ALTER TABLE nowhere ADD COLUMN y"))
 
     class Broken(SqliteOutbox):
         _migrations = (*MIGRATIONS, broken)
 
     outbox = SqliteOutbox(db)
     await outbox.open()
-    await outbox.ingest(webhook("evt_1", delivery("conv", "o1")))
+    await ingest(outbox, webhook("evt_1", delivery("conv", "o1")))
     await outbox.close()
-    with pytest.raises(OutboxError, match="migration 2 \\(broken\\) failed"):
+    with pytest.raises(OutboxError, match="migration 3 \\(broken\\) failed"):
         await Broken(db).open()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (1,)
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (2,)
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
     reopened = SqliteOutbox(db)
     await reopened.open()
-    assert (await reopened.ingest(webhook("evt_1"))).duplicate
+    assert (await ingest(reopened, webhook("evt_1"))).duplicate
     await reopened.close()
 
 
@@ -323,7 +323,7 @@ def _plan(db: Path, sql: str, params: object) -> list[str]:
         return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]  # type: ignore[arg-type]
 
 
-FULL_SCAN = re.compile(r"^SCAN (deliveries|webhooks)\b")
+FULL_SCAN = re.compile(r"^SCAN (deliveries|webhooks|webhook_keys|delivery_keys)\b")
 
 
 @pytest.mark.parametrize(
@@ -344,7 +344,11 @@ FULL_SCAN = re.compile(r"^SCAN (deliveries|webhooks)\b")
         ("next_due_one", q.NEXT_DUE_ONE, {"destination": "d"}, "deliveries_due"),
         ("next_due_all", q.NEXT_DUE_ALL, {}, "deliveries_due"),
         ("complete", q.complete(2), [1] * 14, "PRIMARY KEY"),
-        ("find_webhooks", q.find_webhooks(2), [1] * 4, "sqlite_autoindex_webhooks_1"),
+        ("find_webhook_keys", q.find_webhook_keys(2), [1] * 6, "PRIMARY KEY"),
+        ("find_delivery_keys", q.find_delivery_keys(2), [1] * 8, "PRIMARY KEY"),
+        ("known_delivery_keys", q.known_delivery_keys(2), [1] * 8, "PRIMARY KEY"),
+        ("old_webhook_keys", q.OLD_WEBHOOK_KEYS, [1, 0, "", "", "", 5], "webhook_keys_seen_at"),
+        ("old_delivery_keys", q.OLD_DELIVERY_KEYS, [1, 0, "", "", "", "", 5], "delivery_keys_seen_at"),
         ("purge_webhooks", q.PURGE_WEBHOOKS, [1, 1], "webhooks_received_at"),
     ],
 )
@@ -353,7 +357,7 @@ async def test_hot_queries_use_indexes(
 ) -> None:
     # a few rows so the planner is not looking at empty tables
     for i in range(20):
-        await sq.ingest(webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}")))
+        await ingest(sq, webhook(f"evt_{i}", delivery("conv", f"o{i}"), delivery("zen", f"o{i}")))
     plan = _plan(db, sql, params)
     assert not [line for line in plan if FULL_SCAN.match(line)], (name, plan)
     assert any(index in line for line in plan), (name, plan)

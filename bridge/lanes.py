@@ -1,0 +1,140 @@
+"""A lane: one destination's share of the dispatcher — its claimed-but-unsent deliveries, its rate limiter, its
+counters, and what the dispatcher knows about its due work, from which `health` tells whether it is moving.
+
+A lane is *paused* while its rate limiter holds every request back (a 429's Retry-After, capped by
+`dispatcher.retry.max_retry_after`, or a full rate-limit window). It is *stalled* when it is not paused, has work
+due, and has made no attempt for longer than its lease: something that should never happen, and that `/readyz`
+and `/ops/outbox` report by name instead of leaving it to be noticed as missing revenue.
+
+Pure state and arithmetic on times passed in; the dispatcher does the claiming, sending and waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bridge.destinations.base import Destination
+from bridge.outbox.base import Delivery
+from bridge.ratelimit import RateLimiter
+
+#: a destination's deliveries are leased for at least this many times its request timeout: one request, the
+#: time spent behind another one in the lane's queue, and recording the result
+LEASE_PER_TIMEOUT = 3.0
+
+
+def lease_for(destination: Destination, lease_seconds: float) -> float:
+    """How long this destination's claims are held: `dispatcher.lease_seconds`, stretched when the destination's
+    timeout would not fit (a claim that ran out mid-request would be taken again while still being sent)."""
+    return max(lease_seconds, LEASE_PER_TIMEOUT * destination.settings.timeout_seconds)
+
+
+@dataclass
+class LaneStats:
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost_leases: int = 0
+    latency_ms_total: float = 0.0
+    requests: int = 0
+    last_success_at: float | None = None
+    last_failure_at: float | None = None
+    #: when the last attempt (of any verdict) was decided
+    last_attempt_at: float | None = None
+    #: worker tasks that ended unexpectedly and were started again
+    restarts: int = 0
+    #: attempts that ended in an unexpected exception (a bug); recorded as retries with the exception as reason
+    internal_errors: int = 0
+    #: attempt results that could not be recorded (storage failed); their leases run out and they are sent again
+    unrecorded: int = 0
+    #: claimed deliveries given back unsent: their lease would have run out mid-request, or the lane paused
+    released: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LaneHealth:
+    """Whether a lane is moving, as `/ops/outbox` and `/readyz` report it."""
+
+    #: the lane sends nothing before this (a 429 pause or a full rate-limit window); None: it may send now
+    paused_until: float | None
+    #: work is due, the lane is not paused, and no attempt was made for longer than the lease
+    stalled: bool
+    #: since when the lane has had work due that it could send (None: nothing due that we know of)
+    due_since: float | None
+    #: seconds since the lane last made progress (an attempt, or the end of a pause) while work was due
+    idle_seconds: float | None
+    #: worker tasks restarted after ending unexpectedly
+    restarts: int
+    last_attempt_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Lane:
+    destination: Destination
+    limiter: RateLimiter
+    #: how long this lane's claims are held (`lease_for`)
+    lease_seconds: float
+    queue: deque[Delivery] = field(default_factory=deque)
+    sending: int = 0
+    #: False after a claim came back short: nothing more is due until woken or `next_due_at` passes
+    may_have_work: bool = True
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stats: LaneStats = field(default_factory=LaneStats)
+    #: the earliest time the outbox said something of this lane falls due (None: nothing pending)
+    next_due_at: float | None = None
+    #: when the outbox was last asked for this lane's due work
+    checked_at: float = float("-inf")
+    #: since when the lane has had due work (cleared when a claim finds nothing and nothing is queued or sending)
+    due_since: float | None = None
+    #: when the latest rate-limit wait seen on this lane ends (or ended)
+    unblocked_at: float = float("-inf")
+
+    @property
+    def capacity(self) -> int:
+        """How many deliveries this lane wants buffered: enough to keep every worker busy with a full batch."""
+        return self.destination.settings.concurrency * self.destination.max_batch * 2
+
+    @property
+    def name(self) -> str:
+        return self.destination.name
+
+    def wait(self, now: float) -> float:
+        """Seconds the rate limiter holds requests back from `now` (0: send now); remembers when that ends."""
+        wait = self.limiter.delay(now)
+        if wait > 0:
+            self.unblocked_at = max(self.unblocked_at, now + wait)
+        return wait
+
+    def has_work(self) -> bool:
+        return bool(self.queue) or self.sending > 0 or self.due_since is not None
+
+    def saw_work(self, now: float) -> None:
+        if self.due_since is None:
+            self.due_since = now
+
+    def health(self, now: float, *, claim_stuck: bool = False) -> LaneHealth:
+        """`claim_stuck`: the claim loop has been inside one round for longer than a lease, so no lane gets work."""
+        wait = self.wait(now)
+        paused_until = now + wait if wait > 0 else None
+        due_since = (self.due_since if self.due_since is not None else now) if self.has_work() else None
+        idle: float | None = None
+        stalled = False
+        if paused_until is None:
+            if due_since is not None:
+                progress = max(due_since, self.stats.last_attempt_at or due_since, self.unblocked_at)
+                idle = max(now - progress, 0.0)
+                stalled = idle > self.lease_seconds
+            stalled = stalled or claim_stuck
+        return LaneHealth(
+            paused_until=paused_until,
+            stalled=stalled,
+            due_since=due_since,
+            idle_seconds=idle,
+            restarts=self.stats.restarts,
+            last_attempt_at=self.stats.last_attempt_at,
+        )
