@@ -22,18 +22,19 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from tests.fuzz.report import Stats
-from tests.fuzz.strategies import KNOWN, FuzzInput, fuzz_inputs
+from tests.fuzz.strategies import KNOWN, FuzzInput, fuzz_inputs, one_per_source
 from tests.fuzz.target import ANSWER_BOUND, FuzzThread
 
 
 def run(requests: int, rng_seed: int, workdir: Path) -> Stats:
     with FuzzThread(workdir) as runner:
-        for item in KNOWN:
+        explicit = [*KNOWN, *one_per_source()]
+        for item in explicit:
             runner.check(item)
 
         @seed(rng_seed)
         @settings(
-            max_examples=requests - len(KNOWN),
+            max_examples=requests - len(KNOWN) - len(one_per_source()),
             database=None,
             deadline=None,
             phases=(Phase.generate,),

@@ -20,6 +20,7 @@ duplicate of the previous one and its events reach the dispatcher.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -32,8 +33,12 @@ from typing import Any
 import jmespath
 import orjson
 import yaml
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import strategies as st
 
+from bridge.errors import BridgeError
 from tests.fuzz.values import (
     BodyEdit,
     DupKey,
@@ -46,6 +51,7 @@ from tests.fuzz.values import (
     header_edits,
     header_values,
 )
+from tests.providers import apple_signing
 from tests.providers.cases import CASES, Case
 from tests.providers.signing import adyen_item_signature, lower, signed_request
 
@@ -144,8 +150,10 @@ def mapping_fields(provider_type: str) -> frozenset[str]:
 def _seed(case: Case, name: str, body: bytes, headers: dict[str, str]) -> Seed | None:
     try:
         doc = json.loads(body)
-    except ValueError:
-        return None
+        if case.type == "apple_app_store":  # signed inside the body: mutate the notification, sign it again
+            doc = apple_signing.decoded_notification(body)
+    except (ValueError, KeyError, IndexError):
+        return None  # not JSON (Braintree's form): the source gets garbage only
     if not isinstance(doc, dict | list):
         return None
     event_type = headers.get(_TYPE_HEADERS.get(case.type, ""))
@@ -195,7 +203,9 @@ def source(name: str) -> Source:
 
 # -- making a seed unique per request ---------------------------------------------------------------------
 
-_ID_KEY = re.compile(r"(^|_)(id|uuid|reference)$|[a-z](Id|Reference)$|^(order_number|number|name)$")
+_ID_KEY = re.compile(r"(^|_)(id|uuid|reference)$|[a-z](Id|Reference|UUID)$|^(order_number|number|name)$")
+#: id-like keys naming the configured app or account, not the event: changing them makes a foreign webhook
+_ACCOUNT_KEYS = frozenset({"bundleId", "appAppleId", "packageName", "merchantAccountCode", "site_id"})
 _ID_TEXT = re.compile(r"^[A-Za-z]{2,8}_(?=[A-Za-z]*[0-9])[A-Za-z0-9]{6,}$|^[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}$")
 
 
@@ -203,6 +213,8 @@ def freshen(value: Any, n: int) -> Any:
     """A copy of `value` with every id-like value made unique for request number `n`."""
 
     def walk(node: Any, key: str | None) -> Any:
+        if key in _ACCOUNT_KEYS:
+            return node
         if isinstance(node, dict):
             return {k: walk(v, k if isinstance(k, str) else None) for k, v in node.items()}
         if isinstance(node, list):
@@ -402,14 +414,44 @@ def _adyen_sign_items(tree: Any, key_hex: str) -> Any:
     return tree
 
 
+def _apple_body(tree: Any, now: float) -> bytes:
+    """Apple's `{"signedPayload": JWS}` for a (possibly hostile) decoded notification: the transaction and
+    renewal info signed first, then the notification, each over exactly the bytes `encode` makes."""
+    signer = apple_signing.chain("test")
+
+    def jws(payload: bytes) -> str:
+        head = orjson.dumps({"alg": "ES256", "x5c": signer.x5c})
+        signing_input = f"{_segment(head)}.{_segment(payload)}"
+        r, s = decode_dss_signature(signer.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        return f"{signing_input}.{_segment(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    if isinstance(tree, dict):
+        data = tree.get("data")
+        if isinstance(data, dict):
+            for key in ("signedTransactionInfo", "signedRenewalInfo"):
+                if isinstance(data.get(key), dict):
+                    data[key] = jws(encode(data[key]))
+    return orjson.dumps({"signedPayload": jws(encode(tree))})
+
+
+def _segment(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
 def sign(src: Source, seed: Seed, body: bytes, now: float) -> tuple[bytes, dict[str, bytes]]:
     """Sign `body` (made from `seed`) with the source's secret, as its sender would."""
     case = src.case
     options = case.signing_options(case.secret)
     if case.type == "adyen" and isinstance(seed.doc, dict) and "notificationItems" in seed.doc:
         return body, {"content-type": b"application/json"}  # signed inside the body: see build()
-    body, headers = signed_request(case.type, body, secret=case.secret, now=now, options=options,
-                                   event_type=seed.event_type)  # fmt: skip
+    if case.type == "apple_app_store":
+        return body, {"content-type": b"application/json"}  # signed inside the body: see build()
+    try:
+        body, headers = signed_request(case.type, body, secret=case.secret, now=now, options=options,
+                                       event_type=seed.event_type)  # fmt: skip
+    except (BridgeError, ValueError, KeyError):
+        # the sender signs something it reads from the body (MercadoPago's data.id): not there, no signature
+        return body, {"content-type": b"application/json"}
     return body, {k: v.encode("latin-1") for k, v in lower(headers).items()}
 
 
@@ -426,7 +468,7 @@ def build(item: FuzzInput, n: int, now: float) -> Request:
         tree = apply(tree, mutation)
     if src.type == "adyen" and "notificationItems" in (seed.doc if isinstance(seed.doc, dict) else {}):
         tree = _adyen_sign_items(tree, src.case.secret)
-    body = encode(tree)
+    body = _apple_body(tree, now) if src.type == "apple_app_store" else encode(tree)
     if item.edit is not None:
         body = item.edit.apply(body)
     body, headers = sign(src, seed, body, now)
@@ -471,3 +513,11 @@ KNOWN: tuple[FuzzInput, ...] = (
     # a signed batch of a size a 1 MiB body allows
     _signed("gocardless", _GOCARDLESS, Mutation("grow", ("events",), count=2200)),
 )  # fmt: skip
+
+
+def one_per_source() -> tuple[FuzzInput, ...]:
+    """An unsigned request with an out-of-range signature header for every source: each URL is hit on every run."""
+    return tuple(
+        FuzzInput(src.name, "garbage", garbage=b"{}", garbage_headers=((src.case.header, b"99999999999999999999"),))
+        for src in sources()
+    )

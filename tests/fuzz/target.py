@@ -38,7 +38,7 @@ import yaml
 from bridge.app import create_app
 from bridge.clock import ManualClock
 from bridge.config import load_settings
-from bridge.providers.base import SourceSettings
+from bridge.providers.base import Provider, SourceSettings
 from bridge.providers.paypal import PayPalProvider
 from bridge.sinks.base import StrictFake
 from bridge.sinks.convultra import ConvultraFake
@@ -53,7 +53,7 @@ from bridge.sinks.zenovay import ZenovayFake
 from tests.fuzz.report import Failure, Stats, generalize
 from tests.fuzz.strategies import MAPPINGS, FuzzInput, Request, build, source, sources
 from tests.fuzz.wire import Answer, CatchAll, ErrorLog, Recorder, http_post
-from tests.providers.cases import Case
+from tests.providers.cases import NOW, Case
 from tests.providers.signing import paypal_test_fetcher, sign
 
 #: an answer slower than this is a property failure (a stalled or unbounded request), not a speed figure
@@ -73,7 +73,7 @@ STALL_SECONDS = 10.0
 #: how long the sentinel purchase gets to be delivered to every destination
 SETTLE_BOUND = 10.0
 OPS_TOKEN = "ops-token-for-fuzzing-0123456789"
-START = 1_900_000_000.0
+START = NOW  # the time the cases' test certificates and keys are valid at
 SITE = "shop.example.com"
 UNLIMITED = [{"requests": 1_000_000, "per_seconds": 1}]
 SENTINEL_SECRET = "whsec_fuzz_sentinel_secret"
@@ -85,6 +85,8 @@ def _source_entry(case: Case) -> dict[str, Any]:
         entry["password"] = case.secret
     elif case.type == "paypal":
         entry["webhook_id"] = case.secret
+    elif case.type in ("apple_app_store", "google_play"):
+        pass  # no secret: the provider is built with the case's test trust (see FuzzTarget.start)
     else:
         entry["secrets"] = [case.secret]
     if case.tolerance is not None:
@@ -177,7 +179,10 @@ class FuzzTarget:
         paypal_settings = SourceSettings(
             "paypal", "paypal", (), paypal.tolerance, options={"webhook_id": paypal.secret}
         )
-        providers = {"paypal": PayPalProvider(paypal_settings, fetch_cert=paypal_test_fetcher)}
+        providers: dict[str, Provider] = {"paypal": PayPalProvider(paypal_settings, fetch_cert=paypal_test_fetcher)}
+        for src in sources():
+            if src.type in ("apple_app_store", "google_play"):  # trusting the test PKI / keys of the case
+                providers[src.name] = src.case.build()
         app = create_app(settings, clock=self.clock, providers=providers, reload_interval=None)
         self._recorder = Recorder(app)
         base = await stack.enter_async_context(serve(self._recorder))

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 
-from tests.fuzz.strategies import KNOWN, FuzzInput, fuzz_inputs, sources
+from tests.fuzz.strategies import KNOWN, FuzzInput, fuzz_inputs, one_per_source, sources
 from tests.fuzz.target import FuzzThread
 
-EXAMPLES = 400
+EXAMPLES = 500
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +53,12 @@ def test_every_source_survives_hostile_requests(fuzz: FuzzThread) -> None:
     def send(item: FuzzInput) -> None:
         fuzz.check(item)
 
-    for item in KNOWN:
+    explicit = [*KNOWN, *one_per_source()]
+    for item in explicit:
         send = example(item=item)(send)
     send()
     stats = fuzz.target.stats
-    assert stats.requests == EXAMPLES + len(KNOWN)
+    assert stats.requests == EXAMPLES + len(explicit)
     assert {s.name for s in sources()} <= set(stats.sources)
     assert stats.sentinels > 0, "no request reached the dispatcher: the sentinel check never ran"
     if stats.failures:
