@@ -59,7 +59,7 @@ def figures(stats: Stats, seconds: float) -> str:
         f"requests          {stats.requests} in {seconds:.0f} s ({', '.join(f'{k} {n}' for k, n in kinds)})",
         f"sources           {len(stats.sources)} ({min(stats.sources.values())}..{max(stats.sources.values())} each)",
         f"by status         {', '.join(f'{status}: {n}' for status, n in sorted(stats.statuses.items()))}"
-        f" (0: a body over 1 MiB, cut off with its 413 unread: {stats.cut_off})",
+        f" (-2: refused before the body was read, the answer lost to the reset: {stats.cut_off})",
         f"answer time       median {statistics.median(times) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
         f"max {times[-1] * 1000:.0f} ms (bound {ANSWER_BOUND:.0f} s)",
         f"sentinels         {stats.sentinels} delivered to every destination after a request that made deliveries",

@@ -43,7 +43,7 @@ class Stats:
     sources: Counter[str] = field(default_factory=Counter)
     times: list[float] = field(default_factory=list)
     sentinels: int = 0
-    cut_off: int = 0  # bodies past the size limit whose 413 was lost when the server closed the connection
+    cut_off: int = 0  # requests refused before their body was read, the answer lost to the connection reset
     restarts: int = 0  # fresh apps after a memory or storage bound was passed
     failures: list[Failure] = field(default_factory=list)
     crashes: Counter[str] = field(default_factory=Counter)  # errors the app logged while answering 2xx

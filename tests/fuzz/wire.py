@@ -67,6 +67,10 @@ class CatchAll:
         await send({"type": "http.response.body", "body": b"{}"})
 
 
+#: Answer.status of a request the server stopped reading (connection reset while the client was sending)
+CUT_OFF = -2
+
+
 @dataclass
 class Answer:
     status: int  # 0: the connection closed without an answer
@@ -99,6 +103,10 @@ async def http_post(port: int, path: str, body: bytes, headers: dict[str, bytes]
                 length = int(value.strip())
         answer = await reader.readexactly(length) if length else b""
         return Answer(int(status_line.split()[1]), answer, time.perf_counter() - started)
+    except ConnectionResetError:
+        # the server closed with part of the request unread: it answered before reading the body (413, or 400
+        # for a header the HTTP parser refuses) and the reset discarded that answer
+        return Answer(CUT_OFF, b"", time.perf_counter() - started)
     except (ConnectionError, asyncio.IncompleteReadError):
         return Answer(0, b"", time.perf_counter() - started)
     finally:
