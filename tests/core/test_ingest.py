@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 
 import orjson
@@ -61,7 +60,8 @@ def tamper(body: bytes) -> bytes:
 async def test_bad_signatures_are_refused_and_store_nothing(tmp_path: Path, case: str) -> None:
     body = stripe_case("checkout.session.completed")
     assert tamper(body) != body
-    now = float(int(time.time()))  # the bridge runs on this clock: a slow start-up cannot shift the window
+    clock = ManualClock(start=1_900_000_000.0)  # the app's "now": signing relative to it leaves nothing to luck
+    now = clock.now()
     headers = stripe_headers(body, timestamp=now)
     if case == "bad_signature":
         headers["Stripe-Signature"] = headers["Stripe-Signature"][:-4] + "0000"
@@ -75,18 +75,31 @@ async def test_bad_signatures_are_refused_and_store_nothing(tmp_path: Path, case
     elif case == "tampered":
         body = tamper(body)
     elif case == "wrong_secret":
-        headers = stripe_headers(body, secret="whsec_someone_else")
+        headers = stripe_headers(body, secret="whsec_someone_else", timestamp=now)
     elif case == "garbled":
         headers["Stripe-Signature"] = "t=abc,v1=zz"
     elif case == "no_v1":
         headers["Stripe-Signature"] = headers["Stripe-Signature"].replace("v1=", "v0=")
-    clock = ManualClock(now)
     async with running_bridge(tmp_path, destinations=DESTINATIONS, dispatch=False, clock=clock) as bridge:
         response = await bridge.client.post("/webhooks/stripe", content=body, headers=headers)
         assert response.status_code == 401
         assert response.json() == {"error": "signature verification failed"}  # the reason is logged, not returned
         assert sum((await webhook_count(bridge)).values()) == 0
         assert await bridge.deliveries() == []
+
+
+async def test_the_tolerance_window_is_exact_in_both_directions(tmp_path: Path) -> None:
+    """300 s either side of the app's clock is fresh, 301 s is not: the refusals above are about the window,
+    not about how long the app took to start."""
+    clock = ManualClock(start=1_900_000_000.0)
+    async with running_bridge(tmp_path, destinations=DESTINATIONS, dispatch=False, clock=clock) as bridge:
+        for offset, expected in ((-300, 200), (300, 200), (-301, 401), (301, 401)):
+            event = orjson.loads(stripe_case("checkout.session.completed"))
+            event["id"] = f"evt_window_{offset}"
+            body = orjson.dumps(event)
+            headers = stripe_headers(body, timestamp=clock.now() + offset)
+            response = await bridge.client.post("/webhooks/stripe", content=body, headers=headers)
+            assert response.status_code == expected, (offset, response.text)
 
 
 async def test_rotation_accepts_old_and_new_secret(tmp_path: Path) -> None:
