@@ -223,7 +223,7 @@ def cmd_validate_destination(args: argparse.Namespace) -> int:
     from bridge.destinations import destination_class
     from bridge.destinations.base import Verdict
     from bridge.events import format_time
-    from bridge.preview import mask_url
+    from bridge.urls import mask_url
 
     settings = _settings(args)
     if args.name not in settings.destinations:
