@@ -112,8 +112,23 @@ def _error(status: int, message: str) -> tuple[int, bytes, list[tuple[bytes, byt
     return status, orjson.dumps({"error": message}), _JSON
 
 
-# The rest of an unread body would be taken for the next request: close the connection after answering.
+#: Close the connection after answering: the client is not sending its body (408), or what it still sends is too
+#: much or of unknown length (a 413 for a chunked or very large body) to be worth reading to its end.
 _CLOSE = (b"connection", b"close")
+#: A refused body of at most this declared length is left open: the HTTP server reads the rest and throws it away
+#: (the parser knows where the body ends), so a client still writing it reads its 413. Closing a socket with unread
+#: data makes the kernel send a reset, which destroys the answer before such a client has read it.
+DRAIN_BYTES = 8 * 1024 * 1024
+
+
+def _drainable(declared: str | None) -> bool:
+    return (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and len(declared) <= 12
+        and (int(declared) <= DRAIN_BYTES)
+    )
 
 
 async def handle(
@@ -143,7 +158,7 @@ async def _handle(
     except BodyTooLarge:
         metrics.rejected(source, "too_large")
         status, payload, extra = _error(413, f"body larger than {provider.settings.max_body_bytes} bytes")
-        return status, payload, [*extra, _CLOSE]
+        return status, payload, extra if _drainable(headers.get("content-length")) else [*extra, _CLOSE]
     except BodyTimeout:
         metrics.rejected(source, "timeout")
         status, payload, extra = _error(408, f"body not received within {settings.body_timeout_seconds:g} s")

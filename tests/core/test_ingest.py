@@ -11,6 +11,7 @@ import pytest
 
 from bridge.clock import ManualClock
 from bridge.sinks.server import serve
+from tests.fuzz.wire import http_post
 from tests.harness import FIXTURES, STRIPE_SECRET, Bridge, running_bridge, stripe_case, stripe_headers
 
 DESTINATIONS = {
@@ -214,3 +215,40 @@ async def test_storage_failure_answers_503_and_acknowledges_nothing(tmp_path: Pa
         assert response.headers["retry-after"] == "5"
     with sqlite3.connect(tmp_path / "outbox.db") as db:
         assert db.execute("SELECT count(*) FROM webhooks").fetchone() == (0,)
+
+
+async def test_a_client_that_sends_a_whole_oversized_body_reads_its_413(tmp_path: Path) -> None:
+    """Over a real socket, a sender that writes all of a too-large body before it reads (what simple HTTP clients
+    do) gets its 413, not a reset: the server reads the rest of a declared body and throws it away."""
+    async with running_bridge(tmp_path, destinations=DESTINATIONS, dispatch=False) as bridge:
+        async with serve(bridge.app, lifespan="off") as url:
+            port = int(url.rsplit(":", 1)[1])
+            for size in (1_100_000, 3_000_000, 6_000_000):
+                big = b'{"pad": "' + b"x" * size + b'"}'
+                headers = {name.lower(): value.encode() for name, value in stripe_headers(big).items()}
+                answer = await http_post(port, "/webhooks/stripe", big, headers, timeout=5)
+                assert answer.status == 413, (size, answer)
+        assert sum((await webhook_count(bridge)).values()) == 0
+
+
+async def test_after_a_refused_body_the_same_connection_serves_the_next_request(tmp_path: Path) -> None:
+    """The rest of a refused body is read and dropped by its declared length, never taken for a next request."""
+    async with running_bridge(tmp_path, destinations=DESTINATIONS, dispatch=False) as bridge:
+        async with serve(bridge.app, lifespan="off") as url:
+            port = int(url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            big = b'{"pad": "' + b"POST /webhooks/stripe HTTP/1.1\r\n" * 40_000 + b'"}'
+            good = stripe_case("payment_intent.succeeded")
+            for body, expected in ((big, b" 413 "), (good, b" 200 ")):
+                head = f"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                signature = stripe_headers(body)["Stripe-Signature"]
+                writer.write(f"{head}Stripe-Signature: {signature}\r\n\r\n".encode() + body)
+                await writer.drain()
+                assert expected in await _status_line(reader)
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+            writer.close()
+        assert await webhook_count(bridge) == {"accepted": 1}
