@@ -27,26 +27,39 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from bridge import logs
     from bridge.app import create_app
     from bridge.mapping import load_mappings
-    from bridge.server import HttpProtocol
 
     settings = _settings(args)
     level = args.log_level or settings.log_level or "INFO"
     logs.configure(level, "text" if settings.log_format == "text" else "json", logs.secret_values(settings))
     mappings = load_mappings(settings.mappings_dir)
     app = create_app(settings, mappings=mappings)
+    serve_app(
+        app,
+        settings,
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+        proxy_headers=args.proxy_headers,
+    )
+    return 0
+
+
+def serve_app(app: Any, settings: Settings, *, host: str, port: int, proxy_headers: bool = False) -> None:
+    """Run `app` under uvicorn the way `bridge serve` does, until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from bridge.server import HttpProtocol
+
     # Everything loaded so far lives for the whole process: keep it out of the collector's scans, and collect
     # young objects less often (measured: the cyclic GC took ~6 % of the event loop under ingest load).
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     uvicorn.run(
         app,
-        host=args.host or settings.host,
-        port=args.port if args.port is not None else settings.port,
+        host=host,
+        port=port,
         loop="uvloop",
         http=HttpProtocol,  # httptools, one write per response (bridge/server.py)
         access_log=False,  # measured: uvicorn's access log halves throughput; ingest logs through our logger
@@ -54,11 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.dispatcher.shutdown_grace_seconds) + 5,
         server_header=False,
-        proxy_headers=args.proxy_headers,
+        proxy_headers=proxy_headers,
         limit_concurrency=settings.limit_concurrency,  # past it: 503, the provider retries
         timeout_keep_alive=settings.keep_alive_seconds,
     )
-    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -95,6 +107,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     import orjson
 
     from bridge.app import build_destinations, build_providers
+    from bridge.clock import SystemClock
     from bridge.mapping import load_mappings
     from bridge.preview import format_text, preview
 
@@ -115,6 +128,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         destinations=build_destinations(settings),
         body=body,
         headers=headers,
+        received_at=SystemClock().now(),
     )
     if args.format == "json":
         _print_json(report)
@@ -211,7 +225,7 @@ def cmd_validate_destination(args: argparse.Namespace) -> int:
     from bridge.destinations import destination_class
     from bridge.destinations.base import Verdict
     from bridge.events import format_time
-    from bridge.preview import mask_url
+    from bridge.urls import mask_url
 
     settings = _settings(args)
     if args.name not in settings.destinations:

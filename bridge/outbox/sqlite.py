@@ -134,6 +134,7 @@ class SqliteOutbox:
                 group_window_ms=self._group_window_ms,
                 max_batch=self._max_batch,
                 variable_limit=_variable_limit(),
+                wait_limit=self.busy_timeout,
                 on_commit=self.checkpointer.committed,
                 before_batch=self.checkpointer.before_batch,
             )
