@@ -53,6 +53,9 @@ from bridge.outbox.sqlite_schema import (
 )
 from bridge.outbox.sqlite_writer import BatchWriter, log
 
+#: ids of deliveries one purge transaction looks at (it deletes at most BULK_CHUNK of them)
+PURGE_WINDOW = 10_000
+
 
 class SqliteOutbox:
     """The outbox in one SQLite file. See the module docstring; the contract is bridge.outbox.base.Outbox."""
@@ -386,11 +389,13 @@ class SqliteOutbox:
         chosen = r.check_purge_statuses(statuses)
         deleted = 0
         after_id = 0
-        while chosen:
-            n, after_id = await self._submit("purge_deliveries", (after_id, before, chosen, r.BULK_CHUNK))
+        last_id = int(await self._submit("max_delivery_id", None)) if chosen else 0
+        while chosen and after_id < last_id:
+            # one id window per transaction: with few rows to purge, one chunk would otherwise read the whole table
+            # in one transaction (half a second at a million rows) while every ingest waits behind it
+            arg = (after_id, PURGE_WINDOW, before, chosen, r.BULK_CHUNK)
+            n, after_id = await self._submit("purge_deliveries", arg)
             deleted += n
-            if n < r.BULK_CHUNK:
-                break
         webhooks = 0
         while True:
             n = int(await self._submit("purge_webhooks", (before, r.BULK_CHUNK)))

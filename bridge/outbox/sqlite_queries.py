@@ -214,11 +214,15 @@ def retry_filter(statuses: int, by_destination: bool) -> str:
 
 
 def _purgeable(statuses: int) -> str:
-    """Params: after_id, statuses..., before, limit. The id cursor makes a whole purge one pass over the table."""
+    """Params: after_id, last_id, statuses..., before, limit. The id cursor makes a whole purge one pass over the
+    table, and the id window (after_id, last_id] bounds what one transaction reads, however few rows match."""
     return (
-        f"SELECT id FROM deliveries WHERE id > ? AND status IN ({marks(statuses)}) AND updated_at < ? "
+        f"SELECT id FROM deliveries WHERE id > ? AND id <= ? AND status IN ({marks(statuses)}) AND updated_at < ? "
         "ORDER BY id LIMIT ?"
     )
+
+
+MAX_DELIVERY_ID = "SELECT coalesce(max(id), 0) FROM deliveries"
 
 
 def purge_attempts(statuses: int) -> str:
