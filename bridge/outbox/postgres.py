@@ -8,6 +8,10 @@ Same tables and semantics as the SQLite outbox. Differences:
 - migrations take a transaction-scoped advisory lock, so replicas starting together don't race;
 - dedup: the key tables' primary keys with `ON CONFLICT DO NOTHING` decide what is new (the single SQLite writer
   reads and decides in Python; bridge/outbox/dedup.py holds the rules both follow).
+- lanes are leased rows (`lanes`), so each destination's sending and its rate limiter live in one replica at a
+  time, and claims of one destination take turns (an advisory lock), which keeps per-key ordering exact;
+- replicas wake each other with LISTEN/NOTIFY (bridge/outbox/postgres_notify.py): work committed here wakes the
+  replica sending for its destination at once instead of at its next poll.
 Transactions that hit a deadlock or serialization failure are retried a few times before giving up.
 
 Bounded waits: taking a pooled connection waits at most `acquire_timeout` seconds and every statement at most
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -32,12 +38,15 @@ from bridge.outbox.base import (
     AttemptResult,
     Delivery,
     IngestResult,
+    LaneHistory,
+    LaneState,
     NewDelivery,
     NewRequest,
     PurgeResult,
     RemapResult,
 )
 from bridge.outbox.postgres_ingest import SeenBody, Vanished, duplicates, ingest
+from bridge.outbox.postgres_notify import ALL, Announcer, Listener
 from bridge.outbox.postgres_purge import purge_keys, purge_rows
 from bridge.outbox.postgres_remap import fact_states, remap, remap_result
 from bridge.outbox.postgres_schema import MIGRATIONS, migrate
@@ -75,6 +84,10 @@ class PostgresOutbox:
         #: seconds one statement may run, lock waits included (0: no limit)
         self.statement_timeout = statement_timeout
         self._pool: Any = None
+        #: names this process in the NOTIFYs it sends, so it ignores its own
+        self.instance = f"{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.announcer = Announcer(self.instance, self._acquire)
+        self.listener: Listener | None = None
 
     def __repr__(self) -> str:
         return "PostgresOutbox(...)"  # the DSN may hold a password
@@ -108,6 +121,10 @@ class PostgresOutbox:
         self._pool = pool
 
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
+            self.listener = None
+        await self.announcer.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -116,6 +133,9 @@ class PostgresOutbox:
                 pool.terminate()
 
     # -- plumbing ------------------------------------------------------------------------------------------
+
+    def _acquire(self) -> Any:
+        return self._require_pool().acquire(timeout=self.acquire_timeout)
 
     def _require_pool(self) -> Any:
         if self._pool is None:
@@ -160,15 +180,19 @@ class PostgresOutbox:
         clean = r.clean_request(request, strip_nul=True)
         body = dedup.body_key(request.body)
         try:
-            return await self._write(lambda conn: ingest(conn, clean, body))
+            results = await self._write(lambda conn: ingest(conn, clean, body))
         except SeenBody:
             return await self._write(lambda conn: duplicates(conn, clean, body))
+        if any(result.deliveries_created for result in results):
+            self.announcer.work({d.destination for w in clean.webhooks for d in w.deliveries})
+        return results
 
     async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
         if limit <= 0:
             return []
 
         async def work(conn: Any) -> list[Delivery]:
+            await conn.execute(q.CLAIM_TURN, destination)
             rows = await conn.fetch(q.CLAIM, destination, now, limit, owner, now + lease_seconds)
             return r.sort_claimed(rows)
 
@@ -286,7 +310,10 @@ class PostgresOutbox:
             async def by_ids(conn: Any) -> int:
                 return len(await conn.fetch(q.RETRY_IDS, now, unique, statuses))
 
-            return await self._write(by_ids) if unique else 0
+            retried = await self._write(by_ids) if unique else 0
+            if retried:
+                self.announcer.work([ALL])
+            return retried
         sql = q.retry_filter(destination is not None)
         extra = [destination] if destination is not None else []
 
@@ -297,6 +324,8 @@ class PostgresOutbox:
         while True:  # chunked, so a bulk retry holds few row locks at a time
             n = await self._write(chunk)
             total += n
+            if total:
+                self.announcer.work([destination] if destination is not None else [ALL])
             if n < r.BULK_CHUNK:
                 return total
 
@@ -364,9 +393,78 @@ class PostgresOutbox:
                     raise OutboxError(f"webhook {webhook_id} does not exist")
                 states = await fact_states(conn, source, clean)
             return remap_result(clean, {k: state for k, (_, state) in states.items()}, force=force)
-        return await self._write(
+        result = await self._write(
             lambda conn: remap(conn, webhook_id, status, error, events, clean, now=now, force=force)
         )
+        if result.created or result.reset:
+            self.announcer.work({d.destination for d in clean})
+        return result
+
+    async def skip(self, delivery_ids: Sequence[int], now: float) -> int:
+        """See Outbox.skip."""
+        ids = list(dict.fromkeys(delivery_ids))
+        if not ids:
+            return 0
+
+        async def work(conn: Any) -> list[str]:
+            return [str(row[1]) for row in await conn.fetch(q.SKIP, now, ids)]
+
+        skipped = await self._write(work)
+        if skipped:
+            self.announcer.work(skipped)  # the next delivery of each key may be due now
+        return len(skipped)
+
+    # -- lanes ---------------------------------------------------------------------------------------------
+
+    async def hold_lanes(self, destinations: Sequence[str], owner: str, now: float, ttl: float) -> list[str]:
+        if not destinations:
+            return []
+        names = sorted(set(destinations))
+
+        async def work(conn: Any) -> list[str]:
+            return [str(row[0]) for row in await conn.fetch(q.HOLD_LANES, names, owner, now + ttl, now)]
+
+        return await self._write(work)
+
+    async def release_lanes(self, destinations: Sequence[str], owner: str) -> None:
+        if not destinations:
+            return
+
+        async def work(conn: Any) -> int:
+            return len(await conn.fetch(q.RELEASE_LANES, list(destinations), owner))
+
+        if await self._write(work):
+            self.announcer.lanes()
+
+    async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
+        async with self._reading() as conn:
+            sends = await conn.fetch(q.LANE_SENDS, destination, since)
+            leased = await conn.fetch(q.LANE_LEASED, destination, owner + ":")
+            state = await conn.fetchrow(q.LANE_STATE, destination)
+        return r.lane_history(sends, leased, r.lane_state(state))
+
+    async def save_lane_state(self, destination: str, owner: str, state: LaneState) -> bool:
+        async def work(conn: Any) -> bool:
+            row = await conn.fetchrow(
+                q.SAVE_LANE_STATE,
+                destination,
+                owner,
+                state.paused_until,
+                state.factor,
+                state.throttled_at,
+                state.cooldown,
+            )
+            return row is not None
+
+        return await self._write(work)
+
+    async def watch(self, on_work: Callable[[Sequence[str] | None], None], on_lanes: Callable[[], None]) -> None:
+        """LISTEN for other replicas' work and released lanes (see bridge/outbox/postgres_notify.py)."""
+        self._require_pool()
+        if self.listener is not None:
+            await self.listener.close()
+        self.listener = Listener(self._dsn, self.instance, on_work, on_lanes, connect_timeout=self.acquire_timeout)
+        self.listener.start()
 
     async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> PurgeResult:
         """See Outbox.purge."""

@@ -10,6 +10,10 @@
   a second, read-only aiosqlite connection, so ops queries and the dispatcher's polling never wait behind the writer.
 - Bounded waits: if another process holds the database's write lock, a batch waits at most `busy_timeout`
   seconds for it and then fails with OutboxUnavailable (503, the provider retries); it never hangs.
+- Lanes: one process, so every lane is always granted to whoever asks (the lock makes the previous holder gone:
+  `open` clears the lanes' owners). What the lanes remember still matters across restarts: `lane_history` gives
+  the requests of the current windows and the deliveries `open` found in flight (their requests may have gone
+  out unrecorded), so a restart does not reset the rate limits.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
@@ -33,6 +37,8 @@ from bridge.outbox.base import (
     AttemptResult,
     Delivery,
     IngestResult,
+    LaneHistory,
+    LaneState,
     NewDelivery,
     NewRequest,
     PurgeResult,
@@ -73,6 +79,8 @@ class SqliteOutbox:
         self._writer: BatchWriter | None = None
         #: in-flight deliveries put back to pending by the last open (they belonged to a dead process)
         self.recovered_in_flight = 0
+        #: their lease_until per destination: requests that may have gone out without being recorded
+        self._recovered: dict[str, list[float]] = {}
 
     def __repr__(self) -> str:
         return f"SqliteOutbox({str(self.path)!r})"
@@ -106,9 +114,15 @@ class SqliteOutbox:
             schema_conn = cast(aiosqlite.Connection, self._write)
             await self._write.run(register_functions, self._write.conn)
             await apply_pragmas(schema_conn, self._pragmas(), writer=True)
-            await migrate(schema_conn, self._migrations)
+            version = await migrate(schema_conn, self._migrations)
+            leased = list(await self._write.execute_fetchall(q.IN_FLIGHT))
             recovered = list(await self._write.execute_fetchall(q.RESET_IN_FLIGHT))
             self.recovered_in_flight = len(recovered)
+            self._recovered = {}
+            for destination, lease_until in leased:
+                self._recovered.setdefault(str(destination), []).append(float(lease_until))
+            if version >= 3:  # (a test may open a store at an older version)
+                await self._write.execute_fetchall(q.RESET_LANES)
             if recovered:
                 log.warning("outbox: %d in-flight deliveries of a previous run put back to pending", len(recovered))
             uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
@@ -226,6 +240,34 @@ class SqliteOutbox:
             else:
                 rows = await self._all(conn, q.NEXT_DUE_ONE, {"destination": destination})
         return r.as_float(rows[0][0]) if rows else None
+
+    # -- lanes ---------------------------------------------------------------------------------------------
+
+    async def hold_lanes(self, destinations: Sequence[str], owner: str, now: float, ttl: float) -> list[str]:
+        if not destinations:
+            return []
+        held: list[str] = await self._submit("hold_lanes", (list(dict.fromkeys(destinations)), owner, now, now + ttl))
+        return held
+
+    async def release_lanes(self, destinations: Sequence[str], owner: str) -> None:
+        if destinations:
+            await self._submit("release_lanes", (list(destinations), owner))
+
+    async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
+        prefix = owner + ":"
+        async with self._reading() as conn:
+            sends = await self._all(conn, q.LANE_SENDS, [destination, since])
+            leased = await self._all(conn, q.LANE_LEASED, [destination, len(prefix), prefix])
+            state = await self._all(conn, q.LANE_STATE, [destination])
+        recovered = [(t,) for t in self._recovered.get(destination, [])]
+        return r.lane_history(sends, [*leased, *recovered], r.lane_state(state[0] if state else None))
+
+    async def save_lane_state(self, destination: str, owner: str, state: LaneState) -> bool:
+        saved: bool = await self._submit("save_lane_state", (destination, owner, state))
+        return saved
+
+    async def watch(self, on_work: Callable[[Sequence[str] | None], None], on_lanes: Callable[[], None]) -> None:
+        """Nothing to do: one process owns the file, and it wakes its own dispatcher."""
 
     async def stats(self, now: float) -> dict[str, Any]:
         async with self._reading() as conn:
@@ -359,6 +401,14 @@ class SqliteOutbox:
         actions = dedup.remap_actions(deliveries, {k: state for k, (_, state) in states.items()}, force=force)
         counts = dedup.count_actions(actions)
         return RemapResult(actions, counts["created"], counts["skipped"], counts["reset"])
+
+    async def skip(self, delivery_ids: Sequence[int], now: float) -> int:
+        """See Outbox.skip."""
+        ids = list(dict.fromkeys(delivery_ids))
+        if not ids:
+            return 0
+        skipped: int = await self._submit("skip", (ids, now))
+        return skipped
 
     async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> PurgeResult:
         """See Outbox.purge. Works in chunks of BULK_CHUNK rows per transaction."""

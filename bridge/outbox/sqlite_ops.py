@@ -12,8 +12,8 @@ from typing import Any
 from bridge.errors import OutboxError
 from bridge.outbox import dedup
 from bridge.outbox import sqlite_queries as q
-from bridge.outbox.base import AttemptResult, Delivery, NewDelivery, RemapResult
-from bridge.outbox.rows import clean_text, finished_at, retry_at, sort_claimed, unique_rounds
+from bridge.outbox.base import AttemptResult, Delivery, LaneState, NewDelivery, RemapResult
+from bridge.outbox.rows import clean_text, finished_at, ordering_values, retry_at, sort_claimed, unique_rounds
 from bridge.outbox.sqlite_connection import Statements, chunks
 from bridge.outbox.sqlite_ingest import ingest
 
@@ -35,6 +35,15 @@ def fact_keys(source: str, deliveries: Sequence[NewDelivery]) -> list[dedup.Deli
 def fact_states(rows: Sequence[Sequence[Any]]) -> dict[dedup.Fact, tuple[int, dedup.KeyState]]:
     """find_delivery_keys rows as {fact: (delivery id, key state)}."""
     return {(row[1], row[2], row[3]): (int(row[4]), dedup.key_state(row[4], row[5])) for row in rows}
+
+
+def _state_params(state: LaneState) -> dict[str, Any]:
+    return {
+        "paused_until": state.paused_until,
+        "factor": state.factor,
+        "throttled_at": state.throttled_at,
+        "cooldown": state.cooldown,
+    }
 
 
 class WriteOps(Statements):
@@ -81,6 +90,32 @@ class WriteOps(Statements):
         if destination is not None:
             params["destination"] = destination
         return len(self.sql(q.retry_filter(len(statuses), destination is not None), params))
+
+    def op_skip(self, arg: tuple[list[int], float]) -> int:
+        ids, now = arg
+        skipped = 0
+        for chunk in chunks(ids, self.rows_per_statement(1) - 1):
+            skipped += len(self.sql(q.skip(len(chunk)), [now, *chunk]))
+        return skipped
+
+    def op_hold_lanes(self, arg: tuple[list[str], str, float, float]) -> list[str]:
+        destinations, owner, now, until = arg
+        held: list[str] = []
+        for chunk in chunks(destinations, self.rows_per_statement(1) - 3):
+            params: dict[str, Any] = {"owner": owner, "until": until, "now": now}
+            params.update({f"lane{i}": name for i, name in enumerate(chunk)})
+            held += [str(row[0]) for row in self.sql(q.hold_lanes(len(chunk)), params)]
+        return held
+
+    def op_release_lanes(self, arg: tuple[list[str], str]) -> None:
+        destinations, owner = arg
+        for chunk in chunks(destinations, self.rows_per_statement(1) - 1):
+            self.sql(q.release_lanes(len(chunk)), [*chunk, owner])
+
+    def op_save_lane_state(self, arg: tuple[str, str, LaneState]) -> bool:
+        destination, owner, state = arg
+        params = {"destination": destination, "owner": owner, **_state_params(state)}
+        return bool(self.sql(q.SAVE_LANE_STATE, params))
 
     def op_call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         return fn(self.db)
@@ -131,7 +166,10 @@ class WriteOps(Statements):
         for delivery, action in zip(deliveries, actions, strict=True):
             if action == "create":
                 delivery_id = ids.take()
-                rows.append((delivery_id, webhook_id, *dedup.fact(delivery), delivery.payload, now, now, now))
+                rows.append(
+                    (delivery_id, webhook_id, *dedup.fact(delivery), delivery.payload, now, now, now)
+                    + ordering_values(delivery)
+                )
                 keys.append((source, *dedup.fact(delivery), delivery_id, now))
             elif action == "reset":
                 resets.append((states[dedup.fact(delivery)][0], delivery.payload))
