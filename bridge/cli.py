@@ -27,8 +27,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from bridge import logs
     from bridge.app import create_app
     from bridge.mapping import load_mappings
@@ -38,14 +36,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(level, "text" if settings.log_format == "text" else "json", logs.secret_values(settings))
     mappings = load_mappings(settings.mappings_dir)
     app = create_app(settings, mappings=mappings, role=args.role)
+    serve_app(
+        app,
+        settings,
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+        proxy_headers=args.proxy_headers,
+    )
+    return 0
+
+
+def serve_app(app: Any, settings: Settings, *, host: str, port: int, proxy_headers: bool = False) -> None:
+    """Run `app` under uvicorn the way `bridge serve` does, until SIGINT/SIGTERM."""
+    import uvicorn
+
     # Everything loaded so far lives for the whole process: keep it out of the collector's scans, and collect
     # young objects less often (measured: the cyclic GC took ~6 % of the event loop under ingest load).
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     uvicorn.run(
         app,
-        host=args.host or settings.host,
-        port=args.port if args.port is not None else settings.port,
+        host=host,
+        port=port,
         loop="uvloop",
         http="httptools",
         access_log=False,  # measured: uvicorn's access log halves throughput; ingest logs through our logger
@@ -53,11 +65,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.dispatcher.shutdown_grace_seconds) + 5,
         server_header=False,
-        proxy_headers=args.proxy_headers,
+        proxy_headers=proxy_headers,
         limit_concurrency=settings.limit_concurrency,  # past it: 503, the provider retries
         timeout_keep_alive=settings.keep_alive_seconds,
     )
-    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -186,7 +197,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
-    code: int = run_demo(verbose=args.verbose, everything=args.all)
+    code: int = run_demo(verbose=args.verbose, everything=args.all, source=args.source)
     return code
 
 
@@ -383,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the whole flow locally against built-in sinks and exit")
     demo.add_argument("--verbose", action="store_true", help="print the bridge's log lines too")
     demo.add_argument("--all", action="store_true", help="also the analytics and ad platforms' sinks")
+    demo.add_argument(
+        "--source",
+        default="stripe",
+        choices=["stripe", "apple_app_store", "braintree", "fastspring", "google_play", "maxio", "mercadopago",
+                 "paystack", "recharge", "revenuecat"],
+        help="whose sample webhooks to post (default: stripe)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     validate = with_config(

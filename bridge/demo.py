@@ -3,7 +3,8 @@
 Starts the five seed destinations' strict sinks (bridge.sinks) and the bridge itself (real HTTP on 127.0.0.1,
 a temporary SQLite outbox, the shipped mappings, freshly generated secrets), posts the Stripe sample webhooks
 signed exactly as Stripe signs them, waits until every delivery is settled, then prints what arrived where and
-the outbox status. Exits 0 when everything was delivered and nothing was refused.
+the outbox status. Exits 0 when everything was delivered and nothing was refused. `--source <provider>` does
+the same with another provider's sample webhooks (`bridge/demo_sources.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 from bridge import demo_platforms, logs, shipped
 from bridge.app import create_app
 from bridge.config import load_settings
+from bridge.demo_sources import DemoSource, demo_source, post_samples, report_unrenderable
 from bridge.sinks.base import StrictFake
 from bridge.sinks.convultra import ConvultraFake
 from bridge.sinks.data_activation import PATH as ACTIVATION_PATH
@@ -57,13 +59,16 @@ def stripe_signature(body: bytes, secret: str, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def demo_config(directory: Path, sinks: dict[str, str], extra: dict[str, Any] | None = None) -> Path:
+def demo_config(
+    directory: Path, sinks: dict[str, str], extra: dict[str, Any] | None = None, demo: DemoSource | None = None
+) -> Path:
     """bridge.yaml for the demo; every secret is a ${VAR} reference, as in production."""
+    stripe = {"stripe": {"provider": "stripe", "secrets": ["${STRIPE_WEBHOOK_SECRET}"]}}
     config = {
         "outbox": {"url": f"sqlite:///{directory / 'outbox.db'}"},
         "ops": {"token": "${BRIDGE_OPS_TOKEN}"},
         "mappings": str(shipped.mappings_dir()),
-        "sources": {"stripe": {"provider": "stripe", "secrets": ["${STRIPE_WEBHOOK_SECRET}"]}},
+        "sources": {demo.provider: demo.source} if demo is not None else stripe,
         "destinations": {
             "convultra": {
                 "type": "convultra",
@@ -139,7 +144,8 @@ def summarize(request: dict[str, Any]) -> list[str]:
     return lines
 
 
-async def _demo(verbose: bool, everything: bool = False) -> int:
+async def _demo(verbose: bool, everything: bool = False, source: str = "stripe") -> int:
+    demo = None if source == "stripe" else demo_source(source)
     env = {
         "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(24),
         "BRIDGE_OPS_TOKEN": secrets.token_urlsafe(24),
@@ -149,6 +155,7 @@ async def _demo(verbose: bool, everything: bool = False) -> int:
         "SERVOKI_API_KEY": "sk_" + secrets.token_hex(16),
         "ZENOVAY_TRACKING_CODE": secrets.token_hex(6),
         "DATA_ACTIVATION_API_KEY": secrets.token_hex(16),
+        **(demo.env if demo is not None else {}),
     }
     fakes: dict[str, StrictFake] = {
         "convultra": ConvultraFake(env["CONVULTRA_SERVER_KEY"]),
@@ -167,12 +174,17 @@ async def _demo(verbose: bool, everything: bool = False) -> int:
             platforms = demo_platforms.destinations(sinks) if everything else {}
             for name in platforms:
                 del sinks[name]  # the seed config below takes the seed sinks only
-            settings = load_settings(demo_config(Path(tmp), sinks, platforms), env)
-            base = await stack.enter_async_context(serve(create_app(settings)))
+            settings = load_settings(demo_config(Path(tmp), sinks, platforms, demo), env)
+            providers = demo.providers(settings) if demo is not None else None
+            base = await stack.enter_async_context(serve(create_app(settings, providers=providers)))
             print(f"bridge listening on {base} (outbox {settings.outbox_url}); sinks on {', '.join(sinks.values())}\n")
             client = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=10))
-            print("1. Stripe posts its webhooks (signed with the source's secret):")
-            for case, meaning in SAMPLES:
+            if demo is not None:
+                print(f"1. {source} posts its sample webhooks (signed as it signs them):")
+                await post_samples(client, demo, time.time())
+            for case, meaning in SAMPLES if demo is None else []:
+                if case == SAMPLES[0][0]:
+                    print("1. Stripe posts its webhooks (signed with the source's secret):")
                 body = (samples / f"{case}.json").read_bytes()
                 if everything:  # happening now: Meta and GA4 refuse events older than 7 days / 72 h
                     body = orjson.dumps({**orjson.loads(body), "created": int(time.time()) - 60})
@@ -184,12 +196,13 @@ async def _demo(verbose: bool, everything: bool = False) -> int:
                 )
                 event_type = orjson.loads(body)["type"]
                 print(f"   {event_type:<40} {response.status_code} {response.json()['status']:<9} ({meaning})")
-            forged = await client.post(
-                "/webhooks/stripe",
-                content=body,
-                headers={"Stripe-Signature": stripe_signature(body, "whsec_forged", int(time.time()))},
-            )
-            print(f"   {'(forged signature)':<40} {forged.status_code} refused, nothing stored\n")
+            if demo is None:
+                forged = await client.post(
+                    "/webhooks/stripe",
+                    content=body,
+                    headers={"Stripe-Signature": stripe_signature(body, "whsec_forged", int(time.time()))},
+                )
+                print(f"   {'(forged signature)':<40} {forged.status_code} refused, nothing stored\n")
 
             ops = {"Authorization": f"Bearer {env['BRIDGE_OPS_TOKEN']}"}
             status: dict[str, Any] = {}
@@ -218,18 +231,21 @@ async def _demo(verbose: bool, everything: bool = False) -> int:
                 )
             webhooks = ", ".join(f"{k} {v}" for k, v in status.get("webhooks", {}).items() if v)
             print(f"   webhooks: {webhooks}")
+            unrenderable = await report_unrenderable(client, ops) if demo is not None else 0
     unsettled = sum(d["pending"] + d["in_flight"] + d["dead"] for d in status.get("destinations", {}).values())
+    unsettled -= unrenderable
     refused = sum(len(fake.rejected) for fake in fakes.values())
     if unsettled or refused:
         print(f"\ndemo FAILED: {unsettled} deliveries not delivered, {refused} requests refused by a sink")
         return 1
-    print("\ndemo ok: every event delivered once to each destination that routes it")
+    takes = " and can take it" if unrenderable else ""
+    print(f"\ndemo ok: every event delivered once to each destination that routes it{takes}")
     return 0
 
 
-def run_demo(*, verbose: bool = False, everything: bool = False) -> int:
+def run_demo(*, verbose: bool = False, everything: bool = False, source: str = "stripe") -> int:
     if verbose:
         logs.configure("INFO")
     else:
         logging.disable(logging.WARNING)
-    return asyncio.run(_demo(verbose, everything))
+    return asyncio.run(_demo(verbose, everything, source))

@@ -168,7 +168,7 @@ class Sender:
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                body = await response.content.read(MAX_RESPONSE_BYTES)
+                body = await read_response(response.content, MAX_RESPONSE_BYTES)
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 outcome = destination.classify(response.status, headers, body)
                 if outcome.retry_after is None and "retry-after" in headers:
@@ -183,6 +183,21 @@ class Sender:
             log.exception("request failed unexpectedly", extra={"destination": destination.name})
             lane.stats.internal_errors += 1
             return Outcome(Verdict.RETRY, f"request failed: {type(exc).__name__}: {exc}"), None, None
+
+
+async def read_response(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The response body up to `limit` bytes, read to its end: a single `read(limit)` returns after the first
+    chunk, so an answer reset or stalled mid-body would be judged on its first bytes. A reset raises
+    ClientPayloadError and a stall runs into the request's total timeout: both are retried, not delivered."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def prepare(lane: Lane, batch: Sequence[Delivery]) -> Prepared:

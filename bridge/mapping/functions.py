@@ -118,6 +118,19 @@ def minor_to_major(amount: Any, currency: Any, convention: str = "iso") -> str |
     return format(_bounded(Decimal((sign, digits, int(power) - exponent)), amount, "minor_to_major()"), "f")
 
 
+def scale(amount: Any, power: Any) -> str | None:
+    """`amount` x 10**`power` as exact decimal text without trailing fractional zeros: (10990, -3) -> "10.99"
+    (Apple's milli-units), (549500000, -8) -> "5.495". `power` is a whole number between -30 and 30."""
+    if amount is None:
+        return None
+    if isinstance(power, bool) or not isinstance(power, int | float) or power != int(power) or abs(power) > 30:
+        raise FunctionArgumentError(f"scale(): the power must be a whole number between -30 and 30, got {power!r}")
+    sign, digits, exponent = to_decimal(amount, "scale()").as_tuple()
+    shifted = Decimal((sign, digits, int(exponent) + int(power)))  # by hand: no rounding to the context's digits
+    text = format(shifted, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 _SIZED = (str, list, dict)
 
 
@@ -160,6 +173,10 @@ class BridgeFunctions(jp_functions.Functions):  # type: ignore[misc]  # jmespath
             raise FunctionArgumentError(f"minor_to_major() takes 2 or 3 arguments, got {2 + len(rest)}")
         convention = rest[0] if rest and rest[0] is not None else "iso"
         return minor_to_major(amount, currency, convention)
+
+    @signature(_NUMERIC, {"types": ["number"]})
+    def _func_scale(self, amount: Any, power: Any) -> str | None:
+        return scale(amount, power)
 
     @signature(_NUMERIC)
     def _func_decimal(self, value: Any) -> str | None:
@@ -251,6 +268,7 @@ class FunctionSpec:
 _RETURNS: dict[str, str | None] = {
     "minor_to_major": "decimal",
     "decimal": "decimal",
+    "scale": "decimal",
     "mul": None,
     "to_rfc3339": "time",
     "from_ms": "time",
@@ -326,6 +344,7 @@ LITERAL_CHECKS: dict[str, tuple[tuple[int, LiteralCheck], ...]] = {
 USAGE: dict[str, str] = {
     "minor_to_major": "minor_to_major(amount, currency) or minor_to_major(amount, currency, 'stripe')",
     "decimal": "decimal(value)",
+    "scale": "scale(amount, power), e.g. scale(price, `-3`) for milli-units",
     "mul": "mul(number, number)",
     "to_rfc3339": "to_rfc3339(epoch_seconds_or_iso_text)",
     "from_ms": "from_ms(epoch_milliseconds)",

@@ -2,7 +2,7 @@
 
 Layout, per provider directory (directory name = provider type = mapping name):
 
-    fixtures/<provider>/<case>.json            the raw webhook body
+    fixtures/<provider>/<case>.json            the raw webhook body (or <case>.form for form-encoded senders)
     fixtures/<provider>/<case>.headers.json    optional: the request headers (an object)
     fixtures/<provider>/<case>.expected.json   the canonical events (a list), or null when no event type is mapped
 
@@ -26,6 +26,8 @@ from bridge.providers import provider_class, provider_types
 from bridge.providers.base import InboundEvent, SourceSettings
 
 _SIDE_FILES = (".expected.json", ".headers.json")
+#: what a case's body file may end with: JSON bodies, and application/x-www-form-urlencoded ones (Braintree, Maxio)
+BODY_SUFFIXES = (".json", ".form")
 Parse = Callable[[bytes, Mapping[str, str]], list[InboundEvent]]
 
 
@@ -63,10 +65,20 @@ class GoldenReport:
 def case_names(directory: Path) -> list[str]:
     """The golden cases of one provider directory (body files, without side files)."""
     return sorted(
-        path.name[: -len(".json")]
-        for path in directory.glob("*.json")
+        path.name[: -len(path.suffix)]
+        for suffix in BODY_SUFFIXES
+        for path in directory.glob(f"*{suffix}")
         if path.is_file() and not path.name.endswith(_SIDE_FILES) and not path.name.startswith("_")
     )
+
+
+def case_body(directory: Path, case: str) -> bytes:
+    """The raw body of a case: `<case>.json`, else `<case>.form`."""
+    for suffix in BODY_SUFFIXES:
+        path = directory / f"{case}{suffix}"
+        if path.is_file():
+            return path.read_bytes()
+    raise FileNotFoundError(directory / f"{case}.json")
 
 
 def _provider_options(directory: Path) -> dict[str, Any]:
@@ -130,7 +142,7 @@ def _run_case(
     expected_path = directory / f"{case}.expected.json"
     try:
         headers = _headers(directory / f"{case}.headers.json")
-        body = (directory / f"{case}.json").read_bytes()
+        body = case_body(directory, case)
         actual = evaluate_case(body, headers, provider, parse, mapping)
     except (BridgeError, OSError, ValueError) as exc:
         report.failed.append(GoldenFailure(label, f"{type(exc).__name__}: {exc}"))

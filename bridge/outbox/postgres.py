@@ -15,8 +15,10 @@ Same tables and semantics as the SQLite outbox. Differences:
 Transactions that hit a deadlock or serialization failure are retried a few times before giving up.
 
 Bounded waits: taking a pooled connection waits at most `acquire_timeout` seconds and every statement at most
-`statement_timeout` (the server's statement_timeout; the client gives up a second later), so a locked table or an
-exhausted pool is answered with OutboxUnavailable (503, the provider retries) instead of a hang.
+`statement_timeout` (the server's statement_timeout; the client gives up a second later), and one whole operation
+(acquire + every statement of its transaction) at most the larger of the two plus a second, so a locked table, an
+exhausted pool or a frozen server is answered with OutboxUnavailable (503, the provider retries) within that bound
+instead of a hang or the sum of the waits. Migrations are exempt.
 """
 
 from __future__ import annotations
@@ -54,12 +56,26 @@ from bridge.outbox.postgres_schema import MIGRATIONS, migrate
 T = TypeVar("T")
 
 _TRANSIENT = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+#: what a database that is down, restarting or frozen raises; InternalClientError is asyncpg's own state error on a
+#: connection the server dropped mid-protocol ("cannot switch to state …"), seen while PostgreSQL restarts
+_DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 _ATTEMPTS = 4
 
 
 def _text(value: str | None) -> str | None:
     return r.clean_text(value, strip_nul=True)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Consume the outcome of an operation given up on (its error was already answered as unavailable)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class PostgresOutbox:
@@ -83,6 +99,8 @@ class PostgresOutbox:
         self.acquire_timeout = acquire_timeout
         #: seconds one statement may run, lock waits included (0: no limit)
         self.statement_timeout = statement_timeout
+        #: seconds one whole operation may take, acquire included (None: unbounded, when statements are)
+        self.deadline = max(acquire_timeout, statement_timeout) + 1.0 if statement_timeout > 0 else None
         self._pool: Any = None
         #: names this process in the NOTIFYs it sends, so it ignores its own
         self.instance = f"{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -147,8 +165,7 @@ class PostgresOutbox:
         pool = self._require_pool()
         for attempt in range(_ATTEMPTS):
             try:
-                async with pool.acquire(timeout=self.acquire_timeout) as conn, conn.transaction():
-                    return await work(conn)
+                return await self._bounded(self._transaction(pool, work))
             except (*_TRANSIENT, Vanished) as exc:
                 if attempt == _ATTEMPTS - 1:
                     raise OutboxUnavailable(f"outbox write kept conflicting, nothing was stored: {exc}") from exc
@@ -156,12 +173,33 @@ class PostgresOutbox:
                 raise OutboxUnavailable(f"outbox write failed, nothing was stored: {exc}") from exc
         raise AssertionError("unreachable")
 
+    async def _transaction(self, pool: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+        async with pool.acquire(timeout=self.acquire_timeout) as conn, conn.transaction():
+            return await work(conn)
+
+    async def _bounded(self, operation: Awaitable[T]) -> T:
+        """`operation` within `deadline`. Run as a task of its own: a frozen server keeps even the rollback and
+        the connection's release waiting, and that cleanup must not hold up the caller's 503 (it goes on in the
+        background after the task is cancelled)."""
+        task = asyncio.ensure_future(operation)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.deadline)
+        except TimeoutError:
+            task.cancel()
+            task.add_done_callback(_retrieve)
+            raise TimeoutError(f"the database did not answer within {self.deadline:g}s") from None
+        except asyncio.CancelledError:
+            task.cancel()
+            task.add_done_callback(_retrieve)
+            raise
+
     @contextlib.asynccontextmanager
     async def _reading(self) -> AsyncIterator[Any]:
         """A connection in a read-only repeatable-read transaction (one snapshot); errors become OutboxError."""
         pool = self._require_pool()
         try:
             async with (
+                asyncio.timeout(self.deadline),
                 pool.acquire(timeout=self.acquire_timeout) as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):

@@ -33,7 +33,13 @@ LANES = "bridge_lanes"
 ALL = "*"
 #: PostgreSQL refuses payloads of 8000 bytes or more
 _MAX_PAYLOAD = 7000
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 _RECONNECT = (0.5, 30.0)
 
 

@@ -133,6 +133,7 @@ class SqliteOutbox:
                 group_window_ms=self._group_window_ms,
                 max_batch=self._max_batch,
                 variable_limit=_variable_limit(),
+                wait_limit=self.busy_timeout,
             )
             self._writer.start()
         except sqlite3.Error as exc:

@@ -11,6 +11,12 @@ commit together. Consecutive ops of the same kind (ingest, complete) become one 
 in a transaction fails, it is rolled back and every op of the batch fails with OutboxUnavailable: nothing is
 half-written, the caller answers 503 so the provider retries, and the writer goes on.
 
+Bounded waits: every op may wait at most `wait_limit` seconds (the outbox's busy timeout) from its submission for
+the database's write lock, in total. While another process holds the lock, a batch waits out the busy timeout and
+the ops queued behind it would wait again in their own batch; so ops past their deadline are failed before their
+batch starts, and a batch's busy timeout is shortened to what its oldest op has left. A webhook then gets its 503
+within about `wait_limit`, however many batches queued up behind the lock.
+
 Where things are: this module is the group-commit machinery only; the connection and its thread are in
 sqlite_connection.py, what each op does in sqlite_ops.py (ingest in sqlite_ingest.py).
 
@@ -50,6 +56,8 @@ class Op:
     kind: str
     arg: Any
     future: asyncio.Future[Any]
+    #: time.monotonic() after which the op is failed instead of started
+    deadline: float
 
 
 def _fail(ops: list[Op], cause: BaseException) -> None:
@@ -71,13 +79,24 @@ class BatchWriter:
     #: seconds the idle writer thread waits for work before checking that its event loop still exists
     idle_poll = 1.0
 
-    def __init__(self, conn: WriteConnection, *, group_window_ms: float, max_batch: int, variable_limit: int) -> None:
+    def __init__(
+        self,
+        conn: WriteConnection,
+        *,
+        group_window_ms: float,
+        max_batch: int,
+        variable_limit: int,
+        wait_limit: float = 5.0,
+    ) -> None:
         self._conn = conn
         #: the sqlite3 connection, for the writer thread only
         self._db = conn.conn
         self._ops = WriteOps(conn.conn, variable_limit)
         self._window = max(0.0, group_window_ms) / 1000.0
         self._max_batch = max(1, max_batch)
+        self._wait_limit = max(0.0, wait_limit)
+        #: the busy timeout the write connection has now (ms); the thread shortens it for a batch with little time left
+        self._busy_ms = round(self._wait_limit * 1000)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[Op] = []
         self._flush_scheduled = False
@@ -120,7 +139,7 @@ class BatchWriter:
         if loop is None or not self.running:
             raise OutboxUnavailable("the outbox is closed")
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(Op(kind, arg, future))
+        self._pending.append(Op(kind, arg, future, time.monotonic() + self._wait_limit))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -201,7 +220,9 @@ class BatchWriter:
                         stopping = True
                     else:
                         backlog.extend(chunk)
-                batch = [backlog.popleft() for _ in range(min(self._max_batch, len(backlog)))]
+                batch = self._startable([backlog.popleft() for _ in range(min(self._max_batch, len(backlog)))])
+                if not batch:
+                    continue
                 try:
                     outcome: list[Any] | Exception = self._transaction([(op.kind, op.arg) for op in batch])
                 except Exception as exc:  # anything at all: it was rolled back; fail the batch, keep serving
@@ -217,6 +238,25 @@ class BatchWriter:
                     leftover.extend(self._inbox.get_nowait() or ())
             if leftover:
                 self._post(_fail, leftover, OutboxUnavailable("the outbox writer stopped"))
+
+    def _startable(self, batch: list[Op]) -> list[Op]:
+        """The ops of `batch` still within their deadline (the others are failed now), with the connection's busy
+        timeout set to what the oldest of them has left."""
+        now = time.monotonic()
+        late = [op for op in batch if op.deadline <= now]
+        if late:
+            batch = [op for op in batch if op.deadline > now]
+            reason = f"waited more than {self._wait_limit:g}s for the database's write lock"
+            self._post(_fail, late, OutboxUnavailable(reason))
+        if batch:
+            left_ms = round((min(op.deadline for op in batch) - now) * 1000)
+            full_ms = round(self._wait_limit * 1000)
+            busy_ms = full_ms if left_ms >= full_ms - 250 else max(1, left_ms)  # don't reset it for every batch
+            if busy_ms != self._busy_ms:
+                with contextlib.suppress(sqlite3.Error):  # a pragma that cannot be set leaves the last one
+                    self._db.execute(f"PRAGMA busy_timeout={busy_ms}")
+                    self._busy_ms = busy_ms
+        return batch
 
     def _transaction(self, work: list[tuple[str, Any]]) -> list[Any]:
         """BEGIN IMMEDIATE, every op, COMMIT; on any failure ROLLBACK and raise."""

@@ -7,7 +7,7 @@ import pkgutil
 
 from bridge.providers.base import Provider
 
-_NOT_PROVIDERS = {"base", "coverage", "keys", "params"}
+_NOT_PROVIDERS = {"base", "coverage", "forms", "jose", "keys", "params"}  # helpers, not provider types
 
 
 def provider_types() -> list[str]:

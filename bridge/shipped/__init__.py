@@ -1,4 +1,4 @@
-"""Files the package ships: the default mappings and the demo's Stripe sample webhooks.
+"""Files the package ships: the default mappings and the demo's sample webhooks (Stripe's, and every provider's).
 
 In the repository they live where they are documented (`mappings/`, `fixtures/stripe/`); the wheel carries
 them as `bridge/shipped/mappings/` and `bridge/shipped/stripe/` (setup.py maps the directories, see
@@ -38,3 +38,8 @@ def mappings_dir() -> Path:
 def stripe_samples_dir() -> Path:
     """The directory of the demo's Stripe sample webhook bodies."""
     return _directory("bridge.shipped.stripe", "fixtures/stripe")
+
+
+def samples_dir() -> Path:
+    """The directory of the demo's sample webhooks of every provider (`<provider>/<case>.json|.form`)."""
+    return _directory("bridge.shipped.samples", "fixtures")

@@ -18,6 +18,8 @@ FORMATTED = {
     "ADYEN_WEBHOOK_SECRET": "ab" * 32,  # an HMAC key in hex
     "SERVOKI_SITE": "shop.example.com",
     "ZENOVAY_URL": "https://example.invalid/e/abc123",  # the tracking endpoint …/e/<code>
+    "APPLE_APP_STORE_APP_APPLE_ID": "1234567890",  # a number
+    "GOOGLE_PLAY_SERVICE_ACCOUNT_EMAIL": "rtdn-push@example.iam.gserviceaccount.com",  # an email address
     "GA4_MEASUREMENT_ID": "G-ABC1234",  # a web stream id
     "META_CAPI_PIXEL_ID": "1234567890",  # a numeric dataset id
     "TIKTOK_PIXEL_CODE": "C4A1B2C3D4E5F6G7H8I9",  # letters and digits

@@ -31,7 +31,7 @@ def test_wheel_installs_and_runs_the_demo_from_any_directory(tmp_path: Path) -> 
     for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
         shutil.copy2(ROOT / name, source / name if source.exists() else _mkdir(source) / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for directory in ("bridge", "mappings", "fixtures/stripe"):
+    for directory in ("bridge", "mappings", "fixtures"):
         shutil.copytree(ROOT / directory, source / directory, ignore=ignore)
     dist = tmp_path / "dist"
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, source,
@@ -43,6 +43,10 @@ def test_wheel_installs_and_runs_the_demo_from_any_directory(tmp_path: Path) -> 
         "bridge/shipped/stripe/checkout.session.completed.json",
         "bridge/ops/templates/overview.html",
         "bridge/ops/static/ops.css",
+        "bridge/providers/certs/AppleRootCA-G3.cer",
+        "bridge/shipped/samples/paystack/charge.success.json",
+        "bridge/shipped/samples/braintree/subscription_went_active.form",
+        "bridge/shipped/samples/mercadopago/payment.created.headers.json",
     ):
         assert expected in names, expected
     assert not any(name.endswith(".expected.json") for name in names)

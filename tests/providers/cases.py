@@ -3,7 +3,8 @@
 A `Case` says how the provider's sender signs (`tests/providers/signing.py`), which request part carries the
 signature (to remove or garble it) and whether the scheme has a timestamp. `build()` makes the provider with
 a given list of "secrets": for Chargebee they are the Basic-auth passwords, for PayPal the configured
-`webhook_id` (PayPal has no shared secret; a different webhook id is its "wrong secret").
+`webhook_id` (PayPal has no shared secret; a different webhook id is its "wrong secret"), for Apple the test
+PKIs whose roots are trusted and for Google Play the test keys in Google's key set (see billing_cases.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from bridge.providers import provider_class
+from bridge.providers.apple_app_store import AppleAppStoreProvider
 from bridge.providers.base import Provider, SourceSettings
+from bridge.providers.google_play import GooglePlayProvider
 from bridge.providers.paypal import PayPalProvider
+from tests.providers import billing_cases
+from tests.providers.apple_signing import root_der
 from tests.providers.signing import lower, paypal_test_fetcher, signed_request
+from tests.providers.signing_billing import google_fetcher
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
@@ -128,6 +134,12 @@ def build(
         options["webhook_id"] = secrets[0]
         settings = SourceSettings("paypal", "paypal", (), tolerance, options=options)
         return PayPalProvider(settings, fetch_cert=paypal_test_fetcher)
+    if provider_type == "apple_app_store":  # "secrets" name the test PKIs whose roots are trusted
+        settings = SourceSettings("apple", provider_type, (), tolerance, options=options)
+        return AppleAppStoreProvider(settings, trusted_roots=[root_der(name) for name in secrets])
+    if provider_type == "google_play":  # "secrets" name the test keys Google's key set holds
+        settings = SourceSettings("google", provider_type, (), tolerance, options=options)
+        return GooglePlayProvider(settings, fetch_keys=google_fetcher(secrets))
     settings = SourceSettings(provider_type, provider_type, secrets, tolerance, options=options)
     return provider_class(provider_type)(settings)
 
@@ -337,4 +349,5 @@ CASES = [
         timestamped=True,
     ),
 ]
+CASES += billing_cases.cases(Case, fixture, vector)
 CASE_IDS = [case.id for case in CASES]

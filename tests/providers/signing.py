@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from tests.providers import signing_billing
+
 PAYPAL_TEST_CERT_URL = "https://api-m.sandbox.paypal.com/v1/notifications/certs/CERT-bridge-local-test"
 PAYPAL_TEST_SUBJECT = "messageverificationcerts.sandbox.paypal.com"
 
@@ -186,10 +188,15 @@ def signed_request(
     event_type: str | None = None,
     event_id: str | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """(body, headers) as the provider's sender would POST them. Only Adyen's standard notifications
-    change the body (their signatures live inside it)."""
+    """(body, headers) as the provider's sender would POST them. Adyen's standard notifications, Braintree's form
+    and Apple's signed notifications change the body (their signatures live inside it)."""
     if provider_type == "adyen" and b"notificationItems" in body:
         return adyen_signed_body(body, secret), {"Content-Type": "application/json"}
+    more = signing_billing.signed(
+        provider_type, body, secret=secret, now=now, options=options or {}, event_type=event_type, event_id=event_id
+    )
+    if more is not None:
+        return more
     return body, sign(
         provider_type, body, secret=secret, now=now, options=options, event_type=event_type, event_id=event_id
     )
@@ -281,7 +288,12 @@ def sign(
     elif provider_type == "generic_hmac":
         headers |= _sign_generic(body, key, ts, ident, options, event_type)
     else:
-        raise ValueError(f"no signer for provider type {provider_type!r}")
+        more = signing_billing.signed(
+            provider_type, body, secret=secret, now=now, options=options, event_type=event_type, event_id=event_id
+        )
+        if more is None:
+            raise ValueError(f"no signer for provider type {provider_type!r}")
+        headers = more[1]
     return headers
 
 

@@ -243,6 +243,59 @@ def adyen_shapes(case: Case, body: bytes, headers: dict[str, str]) -> dict[str, 
     }
 
 
+def mercadopago_shapes(case: Case, body: bytes, headers: dict[str, str]) -> dict[str, Headers]:
+    from bridge.providers.mercadopago import data_id, manifest
+
+    key = case.secret.encode()
+    request_id = headers["x-request-id"]
+
+    def sig(ts: str) -> str:
+        return _hex(key, manifest(data_id(body), request_id, ts))
+
+    now = str(int(NOW))
+    return {
+        name: _replace(headers, "x-signature", value)
+        for name, value in {
+            "old request with a fresh ts in front": f"ts={now},ts={OLD},v1={sig(str(OLD))}",
+            "old request with a fresh ts behind": f"ts={OLD},v1={sig(str(OLD))},ts={now}",
+            "padded key": f"ts={now}, v1={sig(now)}",
+            "upper-case TS": f"TS={now},v1={sig(now)}",
+            "v1 twice": f"ts={now},v1={sig(now)},v1={sig(now)}",
+            "empty element": f"ts={now},,v1={sig(now)}",
+            "huge ts, signed": f"ts={HUGE},v1={sig(HUGE)}",
+            "zero-padded ts, signed": f"ts=0{now},v1={sig('0' + now)}",
+            "signed +ts": f"ts=+{now},v1={sig('+' + now)}",
+            "three days old, signed": f"ts={OLD},v1={sig(str(OLD))}",
+            "upper-case hex": f"ts={now},v1={sig(now).upper()}",
+        }.items()
+    } | {"request id sent twice": _replace(headers, "x-request-id", request_id, request_id)}
+
+
+def google_play_shapes(case: Case, body: bytes, headers: dict[str, str]) -> dict[str, Headers]:
+    from tests.providers.signing_billing import google_token
+
+    def token(now: float, **claims: object) -> Headers:
+        value = google_token(
+            case.secret,
+            now,
+            audience=str(case.options["audience"]),
+            email=str(case.options["service_account_email"]),
+            claims=claims,
+        )
+        return _replace(headers, "authorization", f"Bearer {value}")
+
+    good = headers["authorization"]
+    return {
+        "three days old, signed": token(OLD),
+        "issued in the future, signed": token(NOW + 7200),
+        "huge exp, signed": token(NOW, exp=int(HUGE)),
+        "exp as text, signed": token(NOW, exp=str(int(NOW) + 3600)),
+        "lower-case scheme": _replace(headers, "authorization", "bearer" + good[len("Bearer") :]),
+        "two spaces": _replace(headers, "authorization", good.replace(" ", "  ", 1)),
+        "token twice in one value": _replace(headers, "authorization", f"{good} {good.split(' ')[1]}"),
+    }
+
+
 SCHEMES: dict[str, Callable[[Case, bytes, dict[str, str]], dict[str, Headers]]] = {
     "stripe": stripe_shapes,
     "paddle": paddle_shapes,
@@ -253,6 +306,8 @@ SCHEMES: dict[str, Callable[[Case, bytes, dict[str, str]], dict[str, Headers]]] 
     "paypal": paypal_shapes,
     "shopify": shopify_shapes,
     "adyen": adyen_shapes,
+    "mercadopago": mercadopago_shapes,
+    "google_play": google_play_shapes,
 }
 
 
