@@ -40,13 +40,12 @@ from bridge.outbox.base import (
     AttemptResult,
     Delivery,
     IngestResult,
-    LaneHistory,
-    LaneState,
     NewDelivery,
     NewRequest,
     PurgeResult,
     RemapResult,
 )
+from bridge.outbox.postgres_fleet import PostgresFleet
 from bridge.outbox.postgres_ingest import SeenBody, Vanished, duplicates, ingest
 from bridge.outbox.postgres_notify import ALL, Announcer, Listener
 from bridge.outbox.postgres_purge import purge_keys, purge_rows
@@ -78,8 +77,9 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-class PostgresOutbox:
-    """The outbox in PostgreSQL; see the module docstring. The contract is bridge.outbox.base.Outbox."""
+class PostgresOutbox(PostgresFleet):
+    """The outbox in PostgreSQL; see the module docstring. The contract is bridge.outbox.base.Outbox (its lanes,
+    wake-ups and skip: bridge/outbox/postgres_fleet.py)."""
 
     _migrations = MIGRATIONS
 
@@ -437,72 +437,6 @@ class PostgresOutbox:
         if result.created or result.reset:
             self.announcer.work({d.destination for d in clean})
         return result
-
-    async def skip(self, delivery_ids: Sequence[int], now: float) -> int:
-        """See Outbox.skip."""
-        ids = list(dict.fromkeys(delivery_ids))
-        if not ids:
-            return 0
-
-        async def work(conn: Any) -> list[str]:
-            return [str(row[1]) for row in await conn.fetch(q.SKIP, now, ids)]
-
-        skipped = await self._write(work)
-        if skipped:
-            self.announcer.work(skipped)  # the next delivery of each key may be due now
-        return len(skipped)
-
-    # -- lanes ---------------------------------------------------------------------------------------------
-
-    async def hold_lanes(self, destinations: Sequence[str], owner: str, now: float, ttl: float) -> list[str]:
-        if not destinations:
-            return []
-        names = sorted(set(destinations))
-
-        async def work(conn: Any) -> list[str]:
-            return [str(row[0]) for row in await conn.fetch(q.HOLD_LANES, names, owner, now + ttl, now)]
-
-        return await self._write(work)
-
-    async def release_lanes(self, destinations: Sequence[str], owner: str) -> None:
-        if not destinations:
-            return
-
-        async def work(conn: Any) -> int:
-            return len(await conn.fetch(q.RELEASE_LANES, list(destinations), owner))
-
-        if await self._write(work):
-            self.announcer.lanes()
-
-    async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
-        async with self._reading() as conn:
-            sends = await conn.fetch(q.LANE_SENDS, destination, since)
-            leased = await conn.fetch(q.LANE_LEASED, destination, owner + ":")
-            state = await conn.fetchrow(q.LANE_STATE, destination)
-        return r.lane_history(sends, leased, r.lane_state(state))
-
-    async def save_lane_state(self, destination: str, owner: str, state: LaneState) -> bool:
-        async def work(conn: Any) -> bool:
-            row = await conn.fetchrow(
-                q.SAVE_LANE_STATE,
-                destination,
-                owner,
-                state.paused_until,
-                state.factor,
-                state.throttled_at,
-                state.cooldown,
-            )
-            return row is not None
-
-        return await self._write(work)
-
-    async def watch(self, on_work: Callable[[Sequence[str] | None], None], on_lanes: Callable[[], None]) -> None:
-        """LISTEN for other replicas' work and released lanes (see bridge/outbox/postgres_notify.py)."""
-        self._require_pool()
-        if self.listener is not None:
-            await self.listener.close()
-        self.listener = Listener(self._dsn, self.instance, on_work, on_lanes, connect_timeout=self.acquire_timeout)
-        self.listener.start()
 
     async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> PurgeResult:
         """See Outbox.purge."""

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
@@ -37,14 +37,13 @@ from bridge.outbox.base import (
     AttemptResult,
     Delivery,
     IngestResult,
-    LaneHistory,
-    LaneState,
     NewDelivery,
     NewRequest,
     PurgeResult,
     RemapResult,
 )
 from bridge.outbox.sqlite_connection import WriteConnection, chunks, take_process_lock
+from bridge.outbox.sqlite_fleet import SqliteFleet
 from bridge.outbox.sqlite_ops import fact_keys, fact_states
 from bridge.outbox.sqlite_schema import (
     MIGRATIONS,
@@ -57,8 +56,9 @@ from bridge.outbox.sqlite_schema import (
 from bridge.outbox.sqlite_writer import BatchWriter, log
 
 
-class SqliteOutbox:
-    """The outbox in one SQLite file. See the module docstring; the contract is bridge.outbox.base.Outbox."""
+class SqliteOutbox(SqliteFleet):
+    """The outbox in one SQLite file. See the module docstring; the contract is bridge.outbox.base.Outbox (its
+    lanes and skip: bridge/outbox/sqlite_fleet.py)."""
 
     _writer_pragmas: tuple[str, ...] = WRITER_PRAGMAS
     _migrations = MIGRATIONS
@@ -242,34 +242,6 @@ class SqliteOutbox:
                 rows = await self._all(conn, q.NEXT_DUE_ONE, {"destination": destination})
         return r.as_float(rows[0][0]) if rows else None
 
-    # -- lanes ---------------------------------------------------------------------------------------------
-
-    async def hold_lanes(self, destinations: Sequence[str], owner: str, now: float, ttl: float) -> list[str]:
-        if not destinations:
-            return []
-        held: list[str] = await self._submit("hold_lanes", (list(dict.fromkeys(destinations)), owner, now, now + ttl))
-        return held
-
-    async def release_lanes(self, destinations: Sequence[str], owner: str) -> None:
-        if destinations:
-            await self._submit("release_lanes", (list(destinations), owner))
-
-    async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
-        prefix = owner + ":"
-        async with self._reading() as conn:
-            sends = await self._all(conn, q.LANE_SENDS, [destination, since])
-            leased = await self._all(conn, q.LANE_LEASED, [destination, len(prefix), prefix])
-            state = await self._all(conn, q.LANE_STATE, [destination])
-        recovered = [(t,) for t in self._recovered.get(destination, [])]
-        return r.lane_history(sends, [*leased, *recovered], r.lane_state(state[0] if state else None))
-
-    async def save_lane_state(self, destination: str, owner: str, state: LaneState) -> bool:
-        saved: bool = await self._submit("save_lane_state", (destination, owner, state))
-        return saved
-
-    async def watch(self, on_work: Callable[[Sequence[str] | None], None], on_lanes: Callable[[], None]) -> None:
-        """Nothing to do: one process owns the file, and it wakes its own dispatcher."""
-
     async def stats(self, now: float) -> dict[str, Any]:
         async with self._reading() as conn:
             counts = await self._all(conn, q.STATS_COUNTS)
@@ -402,14 +374,6 @@ class SqliteOutbox:
         actions = dedup.remap_actions(deliveries, {k: state for k, (_, state) in states.items()}, force=force)
         counts = dedup.count_actions(actions)
         return RemapResult(actions, counts["created"], counts["skipped"], counts["reset"])
-
-    async def skip(self, delivery_ids: Sequence[int], now: float) -> int:
-        """See Outbox.skip."""
-        ids = list(dict.fromkeys(delivery_ids))
-        if not ids:
-            return 0
-        skipped: int = await self._submit("skip", (ids, now))
-        return skipped
 
     async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> PurgeResult:
         """See Outbox.purge. Works in chunks of BULK_CHUNK rows per transaction."""
