@@ -6,8 +6,9 @@ Two channels:
   bridge_lanes  payload `<sender>`: a dispatcher released its lanes (at shutdown), so another may take them now.
 
 `Announcer` sends them after the commit, from a task of its own, coalescing: destinations named while a NOTIFY is
-being sent go out together in the next one, so a burst of ingests costs a few NOTIFYs, none of them inside the
-ingest transaction (a NOTIFY in a transaction takes a database-wide lock at commit). A NOTIFY that fails is only
+being sent, or within `GAP` after it, go out together in the next one, so a burst of ingests costs at most about
+a hundred NOTIFYs a second, none of them inside the ingest transaction (a NOTIFY in a transaction takes a
+database-wide lock at commit). A NOTIFY that fails is only
 logged: the receivers' polling picks the work up a few seconds later.
 
 `Listener` holds one connection of its own (outside the pool) LISTENing on both channels and calls back on the
@@ -41,6 +42,9 @@ _DB_ERRORS = (
     TimeoutError,
 )
 _RECONNECT = (0.5, 30.0)
+#: seconds between two NOTIFYs of one announcer: what is named meanwhile goes out together (a wake-up is at most
+#: this much later than the commit)
+GAP = 0.01
 
 
 def work_payloads(sender: str, destinations: Iterable[str]) -> list[str]:
@@ -115,6 +119,7 @@ class Announcer:
                         self.sent += 1
             except _DB_ERRORS as exc:
                 log.warning("outbox: wake-up notification not sent (replicas poll instead): %s", exc)
+            await asyncio.sleep(GAP)
 
     async def close(self) -> None:
         """Send what is pending (within a second), then stop."""
