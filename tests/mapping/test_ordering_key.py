@@ -15,38 +15,39 @@ from bridge.outbox.base import Ordering
 from bridge.providers.base import InboundEvent
 from tests.mapping.conftest import WriteMapping
 
+# a made-up provider document: what matters here is the engine, not any provider's shape
 MAPPING = """\
-provider: chargebee
+provider: example
 events:
   subscription_renewed:
     - name: subscription_renewed
-      ordering_key: "content.subscription.customer_id"
-      sequence: "content.subscription.resource_version"
+      ordering_key: "entity.customer_id"
+      sequence: "entity.version"
       fields:
         id: "id"
         occurred_at: "to_rfc3339(occurred_at)"
-        subscription.id: "content.subscription.id"
+        subscription.id: "entity.id"
   subscription_cancelled:
     - name: subscription_canceled
       fields:
         id: "id"
         occurred_at: "to_rfc3339(occurred_at)"
-        subscription.id: "content.subscription.id"
+        subscription.id: "entity.id"
 """
 
 
 def renewed(version: int | None = 1700000000123) -> InboundEvent:
-    subscription: dict[str, object] = {"id": "sub_9", "customer_id": "cust_4"}
+    entity: dict[str, object] = {"id": "sub_9", "customer_id": "cust_4"}
     if version is not None:
-        subscription["resource_version"] = version
-    document = {"id": "ev_1", "occurred_at": 1700000000, "content": {"subscription": subscription}}
+        entity["version"] = version
+    document = {"id": "ev_1", "occurred_at": 1700000000, "entity": entity}
     return InboundEvent("ev_1", "subscription_renewed", document)
 
 
 def evaluate(path: Path, event: InboundEvent) -> list[dict[str, object]]:
     mapping, errors = compile_file(path)
     assert not errors and mapping is not None, errors
-    events = mapping.evaluate(event, headers={}, source="cb-eu", provider="chargebee")
+    events = mapping.evaluate(event, headers={}, source="example-eu", provider="example")
     assert events is not None
     return events
 
@@ -63,13 +64,11 @@ def test_the_rule_declares_the_key_and_the_providers_sequence(write_mapping: Wri
 
 def test_the_expressions_are_checked_at_load_with_their_place(write_mapping: WriteMapping) -> None:
     path = write_mapping(
-        MAPPING.replace('"content.subscription.resource_version"', "\"to_rfc3339('x')\"").replace(
-            '"content.subscription.customer_id"', '"content..x"'
-        )
+        MAPPING.replace('"entity.version"', "\"to_rfc3339('x')\"").replace('"entity.customer_id"', '"entity..x"')
     )
     errors = check_mappings(path.parent)
     assert [(e.line, e.column, e.message.split(":")[0]) for e in errors] == [
-        (5, 30, "JMESPath syntax error"),  # the second dot of `content..x`
+        (5, 29, "JMESPath syntax error"),  # the second dot of `entity..x`
         (6, 18, "sequence"),
     ], [str(e) for e in errors]
     assert "expected int" in errors[1].message
