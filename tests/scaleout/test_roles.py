@@ -123,3 +123,27 @@ def test_the_config_takes_ordering_lane_leases_and_the_poll_interval(tmp_path: P
     text = str(info.value)
     assert "ordering must be none or by_key, got 'by_time'" in text
     assert "'lane_lease_seconds' must be a number from 1 to 3600" in text and "'poll_seconds'" in text
+
+
+@pytest.mark.postgres
+async def test_one_of_two_dispatchers_sends_for_a_destination_and_the_other_says_so(
+    tmp_path: Path, pg_url: str
+) -> None:
+    clock = ManualClock(START)
+    extra: dict[str, Any] = {"outbox": {"url": pg_url}}
+    destinations = {"hook": {"type": "http", "url": "http://127.0.0.1:9/hook", "events": ["purchase"]}}
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(
+            running_bridge(tmp_path / "a", destinations=destinations, clock=clock, extra=extra)
+        )
+        second = await stack.enter_async_context(
+            running_bridge(tmp_path / "b", destinations=destinations, clock=clock, extra=extra)
+        )
+        held = {
+            name: (await bridge.ops("GET", "/ops/outbox")).json()["destinations"]["hook"]["held"]
+            for name, bridge in (("first", first), ("second", second))
+        }
+        assert held == {"first": True, "second": False}  # the first to start took the lane
+        page = (await second.ops("GET", "/ops/")).text
+        assert "sent by another replica" in page
+        assert "sent by another replica" not in (await first.ops("GET", "/ops/")).text
