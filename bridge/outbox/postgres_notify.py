@@ -12,7 +12,8 @@ database-wide lock at commit). A NOTIFY that fails is only
 logged: the receivers' polling picks the work up a few seconds later.
 
 `Listener` holds one connection of its own (outside the pool) LISTENing on both channels and calls back on the
-event loop; when the connection drops it reconnects with a doubling pause (up to 30 s). Notifications a replica
+event loop; when the connection drops (or stops answering its check every `CHECK_SECONDS`) it reconnects with a
+doubling pause (up to 30 s). Notifications a replica
 sent itself are ignored (its own dispatcher was woken in-process).
 """
 
@@ -25,6 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
+
+from bridge.errors import OutboxError
 
 log = logging.getLogger("bridge.outbox")
 
@@ -42,6 +45,8 @@ _DB_ERRORS = (
     TimeoutError,
 )
 _RECONNECT = (0.5, 30.0)
+#: how often the listening connection is checked (a connection cut without a reset never reports its end)
+CHECK_SECONDS = 30.0
 #: seconds between two NOTIFYs of one announcer: what is named meanwhile goes out together (a wake-up is at most
 #: this much later than the commit)
 GAP = 0.01
@@ -117,7 +122,7 @@ class Announcer:
                     for channel, payload in messages:
                         await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
                         self.sent += 1
-            except _DB_ERRORS as exc:
+            except (*_DB_ERRORS, OutboxError) as exc:
                 log.warning("outbox: wake-up notification not sent (replicas poll instead): %s", exc)
             await asyncio.sleep(GAP)
 
@@ -185,7 +190,14 @@ class Listener:
             self.listening.set()
             # a connection lost while nobody listened for notifications: polling covered the gap; wake everything
             self._on_work(None)
-            await self._lost.wait()
+            while not self._lost.is_set():
+                try:
+                    await asyncio.wait_for(self._lost.wait(), CHECK_SECONDS)
+                except TimeoutError:
+                    try:
+                        await self._conn.fetchval("SELECT 1", timeout=self._timeout)
+                    except _DB_ERRORS:
+                        self._lost.set()
             self.listening.clear()
             log.warning("outbox: the wake-up connection was lost; reconnecting")
             await self._disconnect()

@@ -216,3 +216,23 @@ async def test_an_older_bridge_refuses_a_database_a_newer_one_migrated(pg_dsn: s
 def ordered_delivery(event_id: str, key: str, at: float) -> NewDelivery:
     payload = orjson.dumps({"id": event_id, "key": key, "at": at})
     return NewDelivery("sub", "subscription_renewed", event_id, payload, Ordering(key, at))
+
+
+async def test_the_listener_reconnects_when_its_connection_is_cut(replicas: Replicas, pg_dsn: str) -> None:
+    a, b = await replicas(2)
+    woken: asyncio.Queue[object] = asyncio.Queue()
+    await b.watch(woken.put_nowait, lambda: None)
+    assert b.listener is not None
+    assert await asyncio.wait_for(woken.get(), 30) is None
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        cut = await admin.fetchval(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN%') AS t"
+        )
+    finally:
+        await admin.close()
+    assert cut == 1
+    assert await asyncio.wait_for(woken.get(), 30) is None  # back: anything may have been missed, wake everything
+    await ingest(a, webhook("evt_1", delivery("conv", "o1")))
+    assert await asyncio.wait_for(woken.get(), 30) == ["conv"]
