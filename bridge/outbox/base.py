@@ -214,8 +214,12 @@ class Outbox(Protocol):
     async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
         """Lease up to `limit` due deliveries of `destination`: pending with next_attempt_at <= now, or in_flight
         with lease_until <= now; oldest next_attempt_at first. Sets in_flight, lease_until=now+lease_seconds and
-        lease_owner=owner. A delivery with an ordering key is due only while it is the first open one of its key
-        and no other of its key is leased (see the module docstring), so one claim takes at most one per key."""
+        lease_owner=owner. A delivery with an ordering key is claimable only while it is the first open one of its
+        key and no other of its key is leased (see the module docstring), so one claim takes at most one per key.
+        A claim that comes back short parks the due deliveries it could not take because of their key: their
+        next_attempt_at moves to when their key's first delivery is due (at most rows.PARK_SECONDS ahead; their
+        own time is kept), so later claims do not walk past them again; delivering or skipping that first one
+        makes them due at once."""
         ...
 
     async def complete(self, results: Sequence[AttemptResult]) -> list[bool]:
@@ -229,8 +233,9 @@ class Outbox(Protocol):
         ...
 
     async def next_due_at(self, destination: str | None = None) -> float | None:
-        """The earliest next_attempt_at of pending deliveries that may be claimed then (ordering: the first open
-        one of its key, none of its key in flight), or the earliest lease_until of in_flight ones; or None."""
+        """The earliest next_attempt_at of pending deliveries (or lease_until of in_flight ones), or None. A
+        delivery blocked behind its key may come due before a claim can take it; the claim that cannot then
+        parks it (see claim), so a blocked key costs a look every PARK_SECONDS at most, not a busy loop."""
         ...
 
     # -- lanes: who sends for a destination, and what its rate limiter must remember -------------------

@@ -232,6 +232,8 @@ class PostgresOutbox(PostgresFleet):
         async def work(conn: Any) -> list[Delivery]:
             await conn.execute(q.CLAIM_TURN, destination)
             rows = await conn.fetch(q.CLAIM, destination, now, limit, owner, now + lease_seconds)
+            if len(rows) < limit:  # what is still due is blocked behind its key: park it (see q.PARK)
+                await conn.execute(q.PARK, destination, now, r.PARK_SECONDS, r.FAR, r.PARK_SCAN)
             return r.sort_claimed(rows)
 
         return await self._write(work)
@@ -259,6 +261,10 @@ class PostgresOutbox(PostgresFleet):
                 done_ids = {int(row[0]) for row in done}
                 for i in round_:
                     applied[i] = flat[i].delivery_id in done_ids
+            delivered = [flat[i] for i, ok in enumerate(applied) if ok and flat[i].verdict == "delivered"]
+            if delivered:  # what was parked behind them is due again
+                at = max(r.finished_at(x) for x in delivered)
+                await conn.execute(q.UNPARK, at, [x.delivery_id for x in delivered])
             await conn.execute(
                 q.INSERT_ATTEMPTS,
                 [x.delivery_id for x in flat],

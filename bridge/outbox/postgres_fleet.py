@@ -93,7 +93,10 @@ class PostgresFleet:
             return 0
 
         async def work(conn: Any) -> list[str]:
-            return [str(row[1]) for row in await conn.fetch(q.SKIP, now, ids)]
+            rows = await conn.fetch(q.SKIP, now, ids)
+            if rows:  # what was parked behind them is due now
+                await conn.execute(q.UNPARK, now, [int(row[0]) for row in rows])
+            return [str(row[1]) for row in rows]
 
         skipped = await self._write(work)
         if skipped:

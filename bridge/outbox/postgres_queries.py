@@ -87,11 +87,11 @@ LEFT JOIN deliveries AS d ON d.id = dk.delivery_id
 """
 LOCK_DELIVERIES = "SELECT id, status FROM deliveries WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
 
-def first_of_key(row: str, now: str | None) -> str:
+def first_of_key(row: str, now: str) -> str:
     """True where the delivery `row` may be claimed as far as ordering goes: it has no ordering key, or it is the
     first open delivery of its key (open: pending, in flight, or dead and not skipped) and no other of its key is
-    leased (until `now`; with `now` None, in flight at all). Served by the partial index deliveries_order."""
-    leased = "o.status = 'in_flight'" + (f" AND o.lease_until > {now}" if now else "")
+    leased until after `now`. Served by the partial index deliveries_order."""
+    leased = f"o.status = 'in_flight' AND o.lease_until > {now}"
     return f"""({row}.ordering_key IS NULL OR NOT EXISTS (
         SELECT 1 FROM deliveries AS o
         WHERE o.destination = {row}.destination AND o.ordering_key = {row}.ordering_key AND o.status <> 'delivered'
@@ -120,9 +120,43 @@ WITH pending AS (
     SELECT id FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired) AS due
     ORDER BY next_attempt_at, id LIMIT $3
 )
-UPDATE deliveries AS d SET status = 'in_flight', lease_owner = $4, lease_until = $5, updated_at = $2
+UPDATE deliveries AS d SET status = 'in_flight', lease_owner = $4, lease_until = $5, updated_at = $2,
+    parked_from = NULL
 FROM chosen WHERE d.id = chosen.id
 RETURNING {", ".join("d." + column for column in CLAIM_COLUMNS)}
+"""
+
+# Parking (see sqlite_queries.PARK): $1 destination, $2 now, $3 park seconds, $4 far, $5 rows to scan at most
+PARK = """
+UPDATE deliveries AS u SET parked_from = coalesce(u.parked_from, u.next_attempt_at), next_attempt_at = p.until
+FROM (
+    SELECT id, least(blocker, $2 + $3) AS until FROM (
+        SELECT d.id, CASE
+            WHEN EXISTS (
+                SELECT 1 FROM deliveries AS f WHERE f.destination = d.destination AND f.ordering_key = d.ordering_key
+                    AND f.status <> 'delivered' AND f.status = 'in_flight') THEN $2
+            ELSE (
+                SELECT CASE WHEN h.id = d.id THEN $2 WHEN h.status = 'pending' THEN h.next_attempt_at
+                    WHEN h.status = 'dead' THEN $4 ELSE $2 END
+                FROM deliveries AS h
+                WHERE h.destination = d.destination AND h.ordering_key = d.ordering_key
+                    AND h.status <> 'delivered' AND h.skipped_at IS NULL
+                ORDER BY h.ordering_at, h.ordering_seq, h.id LIMIT 1)
+            END AS blocker
+        FROM deliveries AS d
+        WHERE d.destination = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 AND d.ordering_key IS NOT NULL
+        ORDER BY d.next_attempt_at LIMIT $5) AS b
+    WHERE blocker > $2) AS p
+WHERE u.id = p.id AND u.status = 'pending'
+"""
+
+# $1 the time, $2 ids of deliveries that stopped blocking their key: what was parked behind them is due again
+UNPARK = """
+UPDATE deliveries AS u SET next_attempt_at = greatest(u.parked_from, $1), parked_from = NULL
+FROM (SELECT DISTINCT destination, ordering_key FROM deliveries
+      WHERE id = ANY($2::bigint[]) AND ordering_key IS NOT NULL) AS k
+WHERE u.destination = k.destination AND u.ordering_key = k.ordering_key AND u.status <> 'delivered'
+    AND u.parked_from IS NOT NULL
 """
 
 # arrays: id, owner, verdict, next_attempt_at, status_code, error, finished_at
@@ -176,7 +210,7 @@ RETURNING id
 
 _RETRY_SET = (
     "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, lease_owner = NULL, lease_until = NULL, "
-    "delivered_at = NULL, skipped_at = NULL, updated_at = $1 WHERE "
+    "delivered_at = NULL, skipped_at = NULL, parked_from = NULL, updated_at = $1 WHERE "
 )
 _NOT_DUE = "NOT (status = 'pending' AND next_attempt_at <= $1)"
 
@@ -242,7 +276,7 @@ WHERE k.source = u.source AND k.destination = u.destination AND k.event_name = u
 
 # $1 skipped_at, $2 ids
 SKIP = """
-UPDATE deliveries SET status = 'dead', skipped_at = $1, lease_owner = NULL, lease_until = NULL
+UPDATE deliveries SET status = 'dead', skipped_at = $1, lease_owner = NULL, lease_until = NULL, parked_from = NULL
 WHERE id = ANY($2::bigint[]) AND status IN ('pending', 'dead') AND skipped_at IS NULL
 RETURNING id, destination
 """
@@ -283,7 +317,7 @@ WEBHOOK_SOURCE = "SELECT source FROM webhooks WHERE id = $1"
 # arrays: delivery ids, payloads; $3 now
 RESET_DELIVERIES = """
 UPDATE deliveries AS d SET status = 'pending', next_attempt_at = $3, lease_owner = NULL, lease_until = NULL,
-    delivered_at = NULL, skipped_at = NULL, updated_at = $3, payload = v.payload
+    delivered_at = NULL, skipped_at = NULL, parked_from = NULL, updated_at = $3, payload = v.payload
 FROM unnest($1::bigint[], $2::bytea[]) AS v (id, payload)
 WHERE d.id = v.id AND d.status IN ('delivered', 'dead')
 RETURNING d.id
@@ -299,20 +333,17 @@ WITH RECURSIVE dest (name) AS (
     WHERE dest.name IS NOT NULL)
 """
 
-# the first pending row in due order that ordering lets through: an index walk that stops at the first such row
-_FIRST_DUE = f"""SELECT next_attempt_at FROM deliveries AS d WHERE destination = {{destination}} AND status = 'pending'
-    AND {first_of_key("d", None)} ORDER BY next_attempt_at LIMIT 1"""
-
-NEXT_DUE_ONE = f"""
+NEXT_DUE_ONE = """
 SELECT least(
-    ({_FIRST_DUE.format(destination="$1")}),
+    (SELECT min(next_attempt_at) FROM deliveries WHERE destination = $1 AND status = 'pending'),
     (SELECT min(lease_until) FROM deliveries WHERE destination = $1 AND status = 'in_flight'))
 """
 
 NEXT_DUE_ALL = f"""
 {_DESTINATIONS}
 SELECT least(
-    (SELECT min(({_FIRST_DUE.format(destination="dest.name")})) FROM dest WHERE dest.name IS NOT NULL),
+    (SELECT min((SELECT min(next_attempt_at) FROM deliveries WHERE destination = dest.name AND status = 'pending'))
+     FROM dest WHERE dest.name IS NOT NULL),
     (SELECT min(lease_until) FROM deliveries WHERE status = 'in_flight'))
 """
 

@@ -144,7 +144,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             # the same change as SQLite's migration 3; nullable columns without defaults: no table rewrite
             "ALTER TABLE deliveries ADD COLUMN ordering_key TEXT, ADD COLUMN ordering_at DOUBLE PRECISION, "
-            "ADD COLUMN ordering_seq BIGINT, ADD COLUMN skipped_at DOUBLE PRECISION",
+            "ADD COLUMN ordering_seq BIGINT, ADD COLUMN skipped_at DOUBLE PRECISION, "
+            "ADD COLUMN parked_from DOUBLE PRECISION",
             "CREATE INDEX deliveries_order ON deliveries (destination, ordering_key, ordering_at, ordering_seq, id) "
             "WHERE ordering_key IS NOT NULL AND status <> 'delivered'",
             "ALTER TABLE attempts ADD COLUMN destination TEXT",

@@ -86,6 +86,13 @@ CLAIM_COLUMNS = (
 #: skip touches deliveries in these statuses (in flight: its owner is sending it; delivered: nothing to give up)
 SKIPPABLE_STATUSES = ("pending", "dead")
 
+#: a delivery blocked behind an earlier one of its key is parked at most this long before it is looked at again
+PARK_SECONDS = 300.0
+#: rows parked by one claim at most (the rest on the next)
+PARK_SCAN = 5000
+#: "never" for a blocker that is dead (parking still ends after PARK_SECONDS)
+FAR = 1e18
+
 #: bulk retry and purge touch at most this many rows per transaction, so they never stall ingest for long
 BULK_CHUNK = 2000
 

@@ -13,7 +13,17 @@ from bridge.errors import OutboxError
 from bridge.outbox import dedup
 from bridge.outbox import sqlite_queries as q
 from bridge.outbox.base import AttemptResult, Delivery, LaneState, NewDelivery, RemapResult
-from bridge.outbox.rows import clean_text, finished_at, ordering_values, retry_at, sort_claimed, unique_rounds
+from bridge.outbox.rows import (
+    FAR,
+    PARK_SCAN,
+    PARK_SECONDS,
+    clean_text,
+    finished_at,
+    ordering_values,
+    retry_at,
+    sort_claimed,
+    unique_rounds,
+)
 from bridge.outbox.sqlite_connection import Statements, chunks
 from bridge.outbox.sqlite_ingest import ingest
 
@@ -64,7 +74,11 @@ class WriteOps(Statements):
         destination, limit, now, lease_seconds, owner = arg
         params = {"destination": destination, "limit": limit, "now": now}
         params.update(lease_until=now + lease_seconds, owner=owner)
-        return sort_claimed(self.sql(q.CLAIM, params))
+        claimed = self.sql(q.CLAIM, params)
+        if len(claimed) < limit:  # what is still due is blocked behind its key: park it (see q.PARK)
+            park = {"destination": destination, "now": now, "park": PARK_SECONDS, "far": FAR, "scan": PARK_SCAN}
+            self.sql(q.PARK, park)
+        return sort_claimed(claimed)
 
     def op_release(self, arg: tuple[list[int], str]) -> int:
         ids, owner = arg
@@ -95,7 +109,10 @@ class WriteOps(Statements):
         ids, now = arg
         skipped = 0
         for chunk in chunks(ids, self.rows_per_statement(1) - 1):
-            skipped += len(self.sql(q.skip(len(chunk)), [now, *chunk]))
+            done = [int(row[0]) for row in self.sql(q.skip(len(chunk)), [now, *chunk])]
+            if done:
+                self.sql(q.unpark(len(done)), [now, *done])
+            skipped += len(done)
         return skipped
 
     def op_hold_lanes(self, arg: tuple[list[str], str, float, float]) -> list[str]:
@@ -200,6 +217,11 @@ class WriteOps(Statements):
             done = {int(row[0]) for row in self.many(q.complete, rows, q.COMPLETE_PARAMS)}
             for i in round_:
                 applied[i] = flat[i].delivery_id in done
+        delivered = [flat[i] for i, ok in enumerate(applied) if ok and flat[i].verdict == "delivered"]
+        if delivered:  # what was parked behind them is due again
+            at = max(finished_at(r) for r in delivered)
+            for chunk in chunks([r.delivery_id for r in delivered], self.rows_per_statement(1) - 1):
+                self.sql(q.unpark(len(chunk)), [at, *chunk])
         attempt_rows = [
             (r.delivery_id, r.started_at, r.status_code, r.latency_ms, clean_text(r.error))
             + (clean_text(r.response_excerpt), r.verdict, r.owner, int(ok))

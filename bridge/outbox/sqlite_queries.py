@@ -115,11 +115,11 @@ def insert_delivery_keys(rows: int) -> str:
     )
 
 
-def first_of_key(row: str, now: str | None) -> str:
+def first_of_key(row: str, now: str) -> str:
     """True where the delivery `row` may be claimed as far as ordering goes: it has no ordering key, or it is the
     first open delivery of its key (open: pending, in flight, or dead and not skipped) and no other of its key is
-    leased (until `now`; with `now` None, in flight at all). Served by the partial index deliveries_order."""
-    leased = "o.status = 'in_flight'" + (f" AND o.lease_until > {now}" if now else "")
+    leased until after `now`. Served by the partial index deliveries_order."""
+    leased = f"o.status = 'in_flight' AND o.lease_until > {now}"
     return f"""({row}.ordering_key IS NULL OR NOT EXISTS (
         SELECT 1 FROM deliveries AS o
         WHERE o.destination = {row}.destination AND o.ordering_key = {row}.ordering_key AND o.status <> 'delivered'
@@ -134,7 +134,7 @@ def first_of_key(row: str, now: str | None) -> str:
 # SQLite build puts RETURNING before ORDER BY/LIMIT in the other one.
 CLAIM = f"""
 UPDATE deliveries
-SET status = 'in_flight', lease_owner = :owner, lease_until = :lease_until, updated_at = :now
+SET status = 'in_flight', lease_owner = :owner, lease_until = :lease_until, updated_at = :now, parked_from = NULL
 WHERE id IN (
     SELECT id FROM (
         SELECT * FROM (
@@ -150,6 +150,48 @@ WHERE id IN (
             ORDER BY next_attempt_at, id LIMIT :limit)
         ORDER BY next_attempt_at, id LIMIT :limit))
 RETURNING {", ".join(CLAIM_COLUMNS)}
+"""
+
+
+# Parking: a pending delivery that is due but blocked behind an earlier one of its key (retrying, or dead) is
+# pushed back to when that one is due (at most PARK_SECONDS ahead), so claims stop walking past it on every
+# round; its own time is kept in parked_from. Run after a claim that came back short (the due rows left are the
+# blocked ones), at most PARK_SCAN rows at a time. A blocker in flight parks nothing (it ends soon). Parking is
+# only a shortcut: a parked row is looked at again within PARK_SECONDS whatever happens.
+PARK = """
+UPDATE deliveries SET parked_from = coalesce(parked_from, next_attempt_at), next_attempt_at = p.until
+FROM (
+    SELECT id, min(blocker, :now + :park) AS until FROM (
+        SELECT d.id, CASE
+            WHEN EXISTS (
+                SELECT 1 FROM deliveries AS f WHERE f.destination = d.destination AND f.ordering_key = d.ordering_key
+                    AND f.status <> 'delivered' AND f.status = 'in_flight') THEN :now
+            ELSE (
+                SELECT CASE WHEN h.id = d.id THEN :now WHEN h.status = 'pending' THEN h.next_attempt_at
+                    WHEN h.status = 'dead' THEN :far ELSE :now END
+                FROM deliveries AS h
+                WHERE h.destination = d.destination AND h.ordering_key = d.ordering_key
+                    AND h.status <> 'delivered' AND h.skipped_at IS NULL
+                ORDER BY h.ordering_at, h.ordering_seq, h.id LIMIT 1)
+            END AS blocker
+        FROM deliveries AS d
+        WHERE d.destination = :destination AND d.status = 'pending' AND d.next_attempt_at <= :now
+            AND d.ordering_key IS NOT NULL
+        ORDER BY d.next_attempt_at LIMIT :scan)
+    WHERE blocker > :now) AS p
+WHERE deliveries.id = p.id
+"""
+
+
+def unpark(ids: int) -> str:
+    """Params: the time, then ids of deliveries that stopped blocking their key (delivered, skipped): the rows
+    parked behind them are due again (at their own time, or now)."""
+    return f"""
+UPDATE deliveries SET next_attempt_at = max(deliveries.parked_from, k.at), parked_from = NULL
+FROM (SELECT destination, ordering_key, ? AS at FROM deliveries
+      WHERE id IN ({marks(ids)}) AND ordering_key IS NOT NULL GROUP BY destination, ordering_key) AS k
+WHERE deliveries.destination = k.destination AND deliveries.ordering_key = k.ordering_key
+    AND deliveries.status <> 'delivered' AND deliveries.parked_from IS NOT NULL
 """
 
 
@@ -210,7 +252,7 @@ def release(ids: int) -> str:
 
 _RETRY_SET = (
     "UPDATE deliveries SET status = 'pending', next_attempt_at = :now, lease_owner = NULL, lease_until = NULL, "
-    "delivered_at = NULL, skipped_at = NULL, updated_at = :now WHERE "
+    "delivered_at = NULL, skipped_at = NULL, parked_from = NULL, updated_at = :now WHERE "
 )
 # a pending delivery that is already due keeps its place in the queue (a skipped one is dead, so it is not due)
 _NOT_DUE = "NOT (status = 'pending' AND next_attempt_at <= :now)"
@@ -301,7 +343,7 @@ def reset_deliveries(rows: int) -> str:
     return f"""
 WITH v (id, payload) AS (VALUES {values(rows, RESET_PARAMS)})
 UPDATE deliveries SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
-    delivered_at = NULL, skipped_at = NULL, updated_at = ?, payload = v.payload
+    delivered_at = NULL, skipped_at = NULL, parked_from = NULL, updated_at = ?, payload = v.payload
 FROM v
 WHERE deliveries.id = v.id AND deliveries.status IN ('delivered', 'dead')
 RETURNING deliveries.id
@@ -318,7 +360,8 @@ RESET_IN_FLIGHT = (
 def skip(ids: int) -> str:
     """Params: skipped_at, then the ids."""
     return (
-        "UPDATE deliveries SET status = 'dead', skipped_at = ?, lease_owner = NULL, lease_until = NULL "
+        "UPDATE deliveries SET status = 'dead', skipped_at = ?, lease_owner = NULL, lease_until = NULL, "
+        "parked_from = NULL "
         f"WHERE id IN ({marks(ids)}) AND status IN ('pending', 'dead') AND skipped_at IS NULL RETURNING id"
     )
 
@@ -371,13 +414,9 @@ WITH RECURSIVE dest (name) AS (
     WHERE dest.name IS NOT NULL)
 """
 
-# the first pending row in due order that ordering lets through: an index walk that stops at the first such row
-_FIRST_DUE = f"""SELECT next_attempt_at FROM deliveries AS d WHERE destination = {{destination}} AND status = 'pending'
-    AND {first_of_key("d", None)} ORDER BY next_attempt_at LIMIT 1"""
-
-NEXT_DUE_ONE = f"""
+NEXT_DUE_ONE = """
 SELECT min(t) FROM (
-    SELECT ({_FIRST_DUE.format(destination=":destination")}) AS t
+    SELECT min(next_attempt_at) AS t FROM deliveries WHERE destination = :destination AND status = 'pending'
     UNION ALL
     SELECT min(lease_until) FROM deliveries WHERE destination = :destination AND status = 'in_flight')
 """
@@ -385,7 +424,7 @@ SELECT min(t) FROM (
 NEXT_DUE_ALL = f"""
 {_DESTINATIONS}
 SELECT min(t) FROM (
-    SELECT ({_FIRST_DUE.format(destination="dest.name")}) AS t
+    SELECT (SELECT min(next_attempt_at) FROM deliveries WHERE destination = dest.name AND status = 'pending') AS t
     FROM dest WHERE dest.name IS NOT NULL
     UNION ALL
     SELECT min(lease_until) FROM deliveries WHERE status = 'in_flight')

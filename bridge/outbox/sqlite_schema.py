@@ -158,6 +158,9 @@ _MIGRATION_3 = (
     "ALTER TABLE deliveries ADD COLUMN ordering_at REAL",
     "ALTER TABLE deliveries ADD COLUMN ordering_seq INTEGER",
     "ALTER TABLE deliveries ADD COLUMN skipped_at REAL",
+    # a delivery held back behind an earlier one of its key (parked): its own next_attempt_at, while that one
+    # is pushed back to when the earlier one is due
+    "ALTER TABLE deliveries ADD COLUMN parked_from REAL",
     # the claim's "is an earlier one of my key still open?" probe; delivered rows (the bulk) stay out of it
     "CREATE INDEX deliveries_order ON deliveries (destination, ordering_key, ordering_at, ordering_seq) "
     "WHERE ordering_key IS NOT NULL AND status <> 'delivered'",

@@ -5,7 +5,8 @@ never while another of its key is leased; keys never hold each other up; `skip` 
 from __future__ import annotations
 
 from bridge.outbox.base import NewDelivery, Ordering
-from tests.outbox.support import LEASE, T0, AnyOutbox, by_id, delivery, ingest, result, webhook
+from bridge.outbox.rows import PARK_SECONDS
+from tests.outbox.support import LEASE, T0, AnyOutbox, all_deliveries, by_id, delivery, ingest, result, webhook
 
 DEST = "sub"
 
@@ -77,7 +78,8 @@ async def test_a_retrying_delivery_holds_its_key_until_it_is_delivered(outbox: A
     assert head.event_id == "first"
     await outbox.complete([result(head, "w:1", "retry", T0 + 1, next_attempt_at=T0 + 600, status_code=503)])
     assert await deliver(outbox, T0 + 2) == ["other"]  # "second" stays behind the retrying "first"
-    assert await outbox.next_due_at(DEST) == T0 + 600  # and nothing of key k is due before "first" is
+    assert await claim_ids(outbox, T0 + 302) == []  # (looked at again after PARK_SECONDS: still blocked)
+    assert await outbox.next_due_at(DEST) == T0 + 600  # parked until "first" is due
     assert await deliver(outbox, T0 + 600) == ["first"]
     assert await deliver(outbox, T0 + 601) == ["second"]
 
@@ -95,12 +97,12 @@ async def test_a_dead_delivery_blocks_only_its_key_until_it_is_skipped(outbox: A
     await add(outbox, ordered("j2", "j", T0))
     assert await deliver(outbox, T0 + 2) == ["j2"]  # key j goes on
     assert await claim_ids(outbox, T0 + 3) == []  # key k waits behind its dead delivery
-    assert await outbox.next_due_at(DEST) is None  # nothing is due that a claim would take: no busy polling
+    assert await outbox.next_due_at(DEST) == T0 + 2 + PARK_SECONDS  # parked by the short claim at T0 + 2
 
     assert await outbox.skip([bad.id], T0 + 4) == 1
     skipped = await by_id(outbox, bad.id)
     assert (skipped["status"], skipped["skipped_at"], skipped["ordering_key"]) == ("dead", T0 + 4, "k")
-    assert await outbox.next_due_at(DEST) == T0  # "next" is due again
+    assert await outbox.next_due_at(DEST) == T0 + 4  # "next" is due again, at once
     assert await deliver(outbox, T0 + 5) == ["next"]
 
 
@@ -158,3 +160,39 @@ async def test_ordering_is_per_destination(outbox: AnyOutbox) -> None:
     [here] = await outbox.claim(DEST, 10, T0, LEASE, "w:1")
     [there] = await outbox.claim("other", 10, T0, LEASE, "w:1")
     assert (here.event_id, there.event_id) == ("x", "x")
+
+
+async def test_deliveries_blocked_behind_a_retrying_one_wait_parked_and_come_back_when_it_is_delivered(
+    outbox: AnyOutbox,
+) -> None:
+    """Claims do not walk past a blocked backlog on every round: what is due but blocked behind a retrying (or
+    dead) delivery of its key is parked until that one is due (looked at again within PARK_SECONDS at the
+    latest), and due again as soon as that one is delivered."""
+    await add(outbox, ordered("first", "k", T0 - 2), ordered("second", "k", T0 - 1), ordered("third", "k", T0))
+    [first] = await outbox.claim(DEST, 10, T0, LEASE, "w:1")
+    await outbox.complete([result(first, "w:1", "retry", T0, next_attempt_at=T0 + 600, status_code=503)])
+    by_name = {d["event_id"]: d["id"] for d in await all_deliveries(outbox)}
+
+    async def due(name: str) -> float:
+        return float((await by_id(outbox, by_name[name]))["next_attempt_at"])
+
+    assert await claim_ids(outbox, T0 + 1) == []  # a short claim parks what it could not take
+    assert (await due("second"), await due("third")) == (T0 + 1 + PARK_SECONDS, T0 + 1 + PARK_SECONDS)
+    assert await outbox.next_due_at(DEST) == T0 + 1 + PARK_SECONDS
+    assert await claim_ids(outbox, T0 + 1 + PARK_SECONDS) == []
+    assert await due("second") == T0 + 600  # parked again, now until "first" is due
+    assert await deliver(outbox, T0 + 600) == ["first"]
+    assert (await due("second"), await due("third")) == (T0 + 600.01, T0 + 600.01)  # due when "first" was delivered
+    assert await deliver(outbox, T0 + 601) == ["second"]
+    assert await deliver(outbox, T0 + 602) == ["third"]
+
+
+async def test_deliveries_parked_behind_a_dead_one_are_due_when_it_is_skipped(outbox: AnyOutbox) -> None:
+    await add(outbox, ordered("bad", "k", T0 - 2), ordered("next", "k", T0 - 1))
+    [bad] = await outbox.claim(DEST, 10, T0, LEASE, "w:1")
+    await outbox.complete([result(bad, "w:1", "dead", T0, status_code=400)])
+    assert await claim_ids(outbox, T0 + 1) == []
+    assert await outbox.next_due_at(DEST) == T0 + 1 + PARK_SECONDS  # parked behind the dead delivery
+    assert await outbox.skip([bad.id], T0 + 50) == 1
+    assert await outbox.next_due_at(DEST) == T0 + 50
+    assert await deliver(outbox, T0 + 50) == ["next"]
