@@ -105,6 +105,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     import orjson
 
     from bridge.app import build_destinations, build_providers
+    from bridge.clock import SystemClock
     from bridge.mapping import load_mappings
     from bridge.preview import format_text, preview
 
@@ -125,6 +126,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         destinations=build_destinations(settings),
         body=body,
         headers=headers,
+        received_at=SystemClock().now(),
     )
     if args.format == "json":
         _print_json(report)
@@ -221,7 +223,7 @@ def cmd_validate_destination(args: argparse.Namespace) -> int:
     from bridge.destinations import destination_class
     from bridge.destinations.base import Verdict
     from bridge.events import format_time
-    from bridge.preview import mask_url
+    from bridge.urls import mask_url
 
     settings = _settings(args)
     if args.name not in settings.destinations:

@@ -28,6 +28,7 @@ from bridge.mapping import produced_names
 from bridge.providers import provider_class, provider_types
 from bridge.providers.base import SourceSettings
 from bridge.retry import DEFAULT_SCHEDULE, RetryPolicy
+from bridge.urls import shown
 from bridge.yamlsrc import YamlList, YamlMap, load
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -114,6 +115,11 @@ class ConfigReport:
     errors: list[ConfigError]
     #: the mappings directory the file names (None when it could not be read), so mappings can be checked too
     mappings_dir: Path | None
+
+
+def _kind(value: Any) -> str:
+    """What a wrong value is, without repeating it (it may be a secret)."""
+    return "empty text" if value == "" else f"a {type(value).__name__}"
 
 
 class _Reader:
@@ -234,7 +240,7 @@ class _Reader:
         for index, item in enumerate(value_list):
             if not isinstance(item, str) or not item:
                 mark = value.item_mark(index) if isinstance(value, YamlList) else node.value_mark(key)
-                self.error(mark, f"{key!r} entries must be non-empty text, got {item!r}")
+                self.error(mark, f"{key!r} entries must be non-empty text, got {_kind(item)}")
                 continue
             out.append(item)
         return tuple(out)
@@ -595,7 +601,7 @@ def _read_destinations(
         r.check_keys(entry, _DESTINATION_KEYS | set(kind.options), f"destination {name!r} ({type_name})")
         url = r.string(entry, "url", required=kind.requires_url) or ""
         if url and not url.startswith(("http://", "https://")):
-            r.error(entry.value_mark("url"), f"destination url must be http(s), got {url!r}")
+            r.error(entry.value_mark("url"), f"destination url must be http(s), got {shown(url)!r}")
         events = r.strings(entry, "events") or ("*",)
         listed = entry.get("events")
         for index, event in enumerate(events):

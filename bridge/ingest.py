@@ -38,13 +38,16 @@ def map_event(
     source: str,
     provider: str,
     limits: Limits = DEFAULT_LIMITS,
+    *,
+    received_at: float | None = None,
 ) -> Mapped:
     """Run one provider event through its mapping. Never raises: failures become `mapping_failed`, and so does
-    an event that cannot be written as JSON or is larger than `limits.max_event_bytes`."""
+    an event that cannot be written as JSON or is larger than `limits.max_event_bytes`. `received_at` is the
+    stored webhook's receive time (what a mapping reads as `_received_at`)."""
     if mapping is None:
         return Mapped("mapping_failed", "no mapping loaded for this source", [])
     try:
-        events = mapping.evaluate(event, headers=headers, source=source, provider=provider)
+        events = mapping.evaluate(event, headers=headers, source=source, provider=provider, received_at=received_at)
     except MappingEvalError as exc:
         return Mapped("mapping_failed", str(exc), [])
     except Exception as exc:  # a bug in a mapping function must not lose the webhook
@@ -121,7 +124,7 @@ async def store(
     Raises OutboxError if storage fails; then nothing of the request was stored."""
     webhooks = []
     for event in inbound:
-        mapped = map_event(mapping, event, headers, source, provider.type, limits)
+        mapped = map_event(mapping, event, headers, source, provider.type, limits, received_at=received_at)
         webhooks.append(
             NewWebhook(
                 provider_event_id=event.event_id,

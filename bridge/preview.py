@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
@@ -18,25 +17,7 @@ from bridge.errors import BridgeError, RenderError
 from bridge.ingest import map_event
 from bridge.mapping import MappingSet
 from bridge.providers.base import Provider
-
-_SECRET_NAME = re.compile(r"auth|token|key|secret|signature|password|cookie", re.I)
-
-
-def mask(value: str) -> str:
-    """Keep a hint of a secret (its scheme and last 4 characters), hide the rest."""
-    scheme, _, rest = value.partition(" ")
-    if rest and scheme.lower() in ("bearer", "basic", "token"):
-        return f"{scheme} {mask(rest)}"
-    return "****" + value[-4:] if len(value) > 8 else "****"
-
-
-def mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    query = [(k, mask(v) if _SECRET_NAME.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
-
+from bridge.urls import SECRET_NAME, mask, mask_url
 
 _BODY_SECRET = re.compile(r'("(?:api_key|writeKey|token|access_token|api_secret)"\s*:\s*")([^"]*)(")')
 
@@ -55,13 +36,15 @@ def preview(
     destinations: Mapping[str, Destination],
     body: bytes,
     headers: Mapping[str, str],
+    received_at: float,
 ) -> dict[str, Any]:
-    """A JSON-ready description: per provider event, the mapping status, canonical events and the requests."""
+    """A JSON-ready description: per provider event, the mapping status, canonical events and the requests.
+    `received_at` stands for the time the webhook would be received (what a mapping reads as `_received_at`)."""
     headers = {k.lower(): v for k, v in headers.items()}
     mapping = mappings.get(provider.mapping_name)
     result: dict[str, Any] = {"source": source, "provider": provider.type, "events": []}
     for inbound in provider.parse(body, headers):
-        mapped = map_event(mapping, inbound, headers, source, provider.type)
+        mapped = map_event(mapping, inbound, headers, source, provider.type, received_at=received_at)
         entry: dict[str, Any] = {
             "provider_event_id": inbound.event_id,
             "event_type": inbound.event_type,
@@ -87,7 +70,7 @@ def preview(
                     request.update(
                         method=rendered.method,
                         url=mask_url(rendered.url),
-                        headers={k: mask(v) if _SECRET_NAME.search(k) else v for k, v in rendered.headers.items()},
+                        headers={k: mask(v) if SECRET_NAME.search(k) else v for k, v in rendered.headers.items()},
                         body=_body(rendered.body),
                     )
                 entry["requests"].append(request)

@@ -67,7 +67,13 @@ async def replay_webhook(
         report["error"] = "the stored body no longer contains this event"
         return report
     mapped = map_event(
-        mappings.get(provider.mapping_name), inbound[0], headers, webhook["source"], provider.type, limits
+        mappings.get(provider.mapping_name),
+        inbound[0],
+        headers,
+        webhook["source"],
+        provider.type,
+        limits,
+        received_at=webhook["received_at"],  # the first receipt's time, never the replay's
     )
     deliveries = route(mapped.events, destinations)
     outcome: RemapResult = await outbox.update_webhook_mapping(

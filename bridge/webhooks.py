@@ -1,8 +1,10 @@
 """POST /webhooks/{source}: read the raw body (bounded), verify, parse, map and store, then acknowledge.
 
 Served as plain ASGI by `WebhookFront`, which sits in front of Starlette's router: the ingest path builds no
-Request or Response objects and runs no route matching or exception wrapping. Every other path goes on to the
-Starlette app (ops, health, metrics, and a 404/405 for anything else).
+Request or Response objects and runs no route matching or exception wrapping. Another method on a configured
+source's URL is answered here too (`other_method`: a GET the provider serves, such as Braintree's URL
+challenge, else 405). Every other path goes on to the Starlette app (ops, health, metrics, and a 404 for
+anything else, an unknown source included).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bridge import logs
 from bridge.errors import OutboxError, PayloadError, SignatureError
 from bridge.ingest import store
 from bridge.limits import check_body, check_event_count
+from bridge.providers.base import Provider
 from bridge.providers.params import request_headers
 from bridge.state import BridgeState
 
@@ -109,8 +112,23 @@ def _error(status: int, message: str) -> tuple[int, bytes, list[tuple[bytes, byt
     return status, orjson.dumps({"error": message}), _JSON
 
 
-# The rest of an unread body would be taken for the next request: close the connection after answering.
+#: Close the connection after answering: the client is not sending its body (408), or what it still sends is too
+#: much or of unknown length (a 413 for a chunked or very large body) to be worth reading to its end.
 _CLOSE = (b"connection", b"close")
+#: A refused body of at most this declared length is left open: the HTTP server reads the rest and throws it away
+#: (the parser knows where the body ends), so a client still writing it reads its 413. Closing a socket with unread
+#: data makes the kernel send a reset, which destroys the answer before such a client has read it.
+DRAIN_BYTES = 8 * 1024 * 1024
+
+
+def _drainable(declared: str | None) -> bool:
+    return (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and len(declared) <= 12
+        and (int(declared) <= DRAIN_BYTES)
+    )
 
 
 async def handle(
@@ -143,7 +161,7 @@ async def _handle(
     except BodyTooLarge:
         metrics.rejected(source, "too_large")
         status, payload, extra = _error(413, f"body larger than {provider.settings.max_body_bytes} bytes")
-        return status, payload, [*extra, _CLOSE]
+        return status, payload, extra if _drainable(headers.get("content-length")) else [*extra, _CLOSE]
     except BodyTimeout:
         metrics.rejected(source, "timeout")
         status, payload, extra = _error(408, f"body not received within {settings.body_timeout_seconds:g} s")
@@ -203,8 +221,23 @@ async def _handle(
     return ack.status_code, ack.body, [(b"content-type", ack.media_type.encode("latin-1"))]
 
 
+def other_method(provider: Provider, source: str, scope: Scope) -> tuple[int, bytes, list[Any]]:
+    """(status, body, headers) for a request other than POST to a configured source: the provider's answer to a
+    GET where it has one (`Provider.answer_get`), else 405 naming the methods the URL takes."""
+    method = scope["method"]
+    if method == "GET":
+        ack = provider.answer_get(scope.get("query_string", b""))
+        if ack is not None:
+            log.info("GET answered", extra={"source": source, "status": ack.status_code})
+            return ack.status_code, ack.body, [(b"content-type", ack.media_type.encode("latin-1"))]
+    allow = "GET, POST" if type(provider).answer_get is not Provider.answer_get else "POST"
+    status, body, headers = _error(405, f"{method[:16]} is not allowed here: {allow}")
+    return status, body, [*headers, (b"allow", allow.encode())]
+
+
 class WebhookFront:
-    """ASGI middleware answering POST /webhooks/{source} itself; everything else goes to `app`."""
+    """ASGI middleware answering /webhooks/{source} of a configured source itself (POST, and `other_method` for
+    the rest); everything else goes to `app`."""
 
     def __init__(self, app: ASGIApp, state: BridgeState) -> None:
         self.app = app
@@ -215,12 +248,16 @@ class WebhookFront:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         source = path[len(_PREFIX) :] if path.startswith(_PREFIX) else ""
         if not source or "/" in source or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        try:
-            status, body, headers = await handle(self.state, source, scope, receive, self.deadlines)
-        except ClientGone:
-            return
+            provider = self.state.providers.get(source) if source and "/" not in source else None
+            if provider is None:
+                await self.app(scope, receive, send)
+                return
+            status, body, headers = other_method(provider, source, scope)
+        else:
+            try:
+                status, body, headers = await handle(self.state, source, scope, receive, self.deadlines)
+            except ClientGone:
+                return
         headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -17,6 +17,7 @@ import orjson
 from bridge.destinations.base import BatchTooLarge as BatchTooLarge
 from bridge.destinations.base import OptionError, Outcome, Verdict, classify_status, response_excerpt
 from bridge.errors import RenderError
+from bridge.urls import shown
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -218,7 +219,7 @@ def is_http_url(url: str) -> bool:
 def check_http_url(url: str, key: str) -> str:
     """`url` if absolute http(s); OptionError(key) otherwise."""
     if not url or not is_http_url(url):
-        raise OptionError(key, f"{key} must be an absolute http(s) URL, got {url!r}")
+        raise OptionError(key, f"{key} must be an absolute http(s) URL, got {shown(url)!r}")
     return url
 
 

@@ -55,6 +55,10 @@ def uses_headers(ast: Node) -> bool:
     return any(node["type"] == "field" and node["value"] == "_headers" for node in walk(ast))
 
 
+def uses_received_at(ast: Node) -> bool:
+    return any(node["type"] == "field" and node["value"] == "_received_at" for node in walk(ast))
+
+
 def _function_offset(tokens: list[Token], name: str, occurrence: int) -> int:
     seen = 0
     for token, following in zip(tokens, tokens[1:], strict=False):

@@ -123,6 +123,7 @@ class _FileCompiler:
         self.lines = text.splitlines()
         self.errors: list[MappingError] = []
         self.uses_headers = False
+        self.uses_received_at = False
         self.broken: set[str] = set()  # fields of the current rule (or defaults) whose expression has errors
         self.broken_defaults: set[str] = set()
 
@@ -178,6 +179,7 @@ class _FileCompiler:
             provider=provider if isinstance(provider, str) else None,
             rules=rules,
             uses_headers=self.uses_headers,
+            uses_received_at=self.uses_received_at,
         )
 
     def event(self, event_type: str, value: Any, mark: Mark, defaults: dict[str, FieldPlan | None]) -> tuple[Rule, ...]:
@@ -375,6 +377,8 @@ class _FileCompiler:
         ast: dict[str, Any] = parsed.parsed
         if analysis.uses_headers(ast):
             self.uses_headers = True
+        if analysis.uses_received_at(ast):
+            self.uses_received_at = True
         return ast, tokens
 
     def report(self, problems: Iterable[analysis.Problem], expression: str, mark: Mark) -> None:

@@ -60,7 +60,7 @@ def coercer(kind: str | None) -> Coercer | None:
 class CompiledMapping:
     """One mapping file, compiled: `evaluate` turns an InboundEvent into canonical events."""
 
-    __slots__ = ("_rules", "content_hash", "name", "path", "provider", "uses_headers")
+    __slots__ = ("_rules", "content_hash", "name", "path", "provider", "uses_headers", "uses_received_at")
 
     def __init__(
         self,
@@ -71,6 +71,7 @@ class CompiledMapping:
         provider: str | None,
         rules: Mapping[str, tuple[Rule, ...]],
         uses_headers: bool,
+        uses_received_at: bool = False,
     ) -> None:
         self.name = name
         self.path = path
@@ -78,6 +79,7 @@ class CompiledMapping:
         self.provider = provider
         self._rules = dict(rules)
         self.uses_headers = uses_headers
+        self.uses_received_at = uses_received_at
 
     def __repr__(self) -> str:
         return f"CompiledMapping({self.name!r}, {len(self._rules)} event types)"
@@ -91,9 +93,18 @@ class CompiledMapping:
         return self._rules.get(event_type)
 
     def evaluate(
-        self, event: InboundEvent, *, headers: Mapping[str, str], source: str, provider: str
+        self,
+        event: InboundEvent,
+        *,
+        headers: Mapping[str, str],
+        source: str,
+        provider: str,
+        received_at: float | None = None,
     ) -> list[dict[str, Any]] | None:
         """The canonical events for `event`, or None when its type is not in this file.
+
+        `received_at` (Unix seconds) is when the bridge received the webhook: the stored webhook's time, so a replay
+        sees the same value; expressions read it as `_received_at`.
 
         Raises MappingEvalError naming the file, event type, rule and field when an expression fails, a value
         does not fit its field, or `id` / `occurred_at` come out empty.
@@ -102,8 +113,14 @@ class CompiledMapping:
         if rules is None:
             return None
         document = event.document
-        if self.uses_headers and isinstance(document, dict):
-            document = {**document, "_headers": {key.lower(): value for key, value in headers.items()}}
+        if (self.uses_headers or self.uses_received_at) and isinstance(document, dict):
+            document = dict(document)
+            if self.uses_headers:
+                document["_headers"] = {key.lower(): value for key, value in headers.items()}
+            if self.uses_received_at:
+                if received_at is None:
+                    raise MappingEvalError(f"{self.path}: the file reads _received_at, but no receive time was given")
+                document["_received_at"] = received_at
         produced: list[dict[str, Any]] = []
         for rule in rules:
             if rule.when is not None:

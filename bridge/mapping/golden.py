@@ -7,7 +7,8 @@ Layout, per provider directory (directory name = provider type = mapping name):
     fixtures/<provider>/<case>.expected.json   the canonical events (a list), or null when no event type is mapped
 
 A case is parsed by the provider module (no signature check) and every inbound event is evaluated; the expected
-file holds all their events in order, or null when the mapping maps none of their types.
+file holds all their events in order, or null when the mapping maps none of their types. A case is received at
+`GOLDEN_RECEIVED_AT` (2000-01-01T00:00:00Z, what `_received_at` reads), so its output never depends on the clock.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ _SIDE_FILES = (".expected.json", ".headers.json")
 #: what a case's body file may end with: JSON bodies, and application/x-www-form-urlencoded ones (Braintree, Maxio)
 BODY_SUFFIXES = (".json", ".form")
 Parse = Callable[[bytes, Mapping[str, str]], list[InboundEvent]]
+#: the receive time of every golden case (Unix seconds of 2000-01-01T00:00:00Z): fixed, and plainly not a
+#: provider's time, so an expected file shows at a glance which fields come from `_received_at`
+GOLDEN_RECEIVED_AT = 946684800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,13 +181,18 @@ def _run_case(
 
 
 def evaluate_case(
-    body: bytes, headers: dict[str, str], provider: str, parse: Parse, mapping: CompiledMapping
+    body: bytes,
+    headers: dict[str, str],
+    provider: str,
+    parse: Parse,
+    mapping: CompiledMapping,
+    received_at: float = GOLDEN_RECEIVED_AT,
 ) -> list[dict[str, Any]] | None:
     """The canonical events of one webhook body, JSON-normalised (None when no inbound event type is mapped)."""
     produced: list[dict[str, Any]] = []
     mapped = False
     for inbound in parse(body, headers):
-        events = mapping.evaluate(inbound, headers=headers, source=provider, provider=provider)
+        events = mapping.evaluate(inbound, headers=headers, source=provider, provider=provider, received_at=received_at)
         if events is not None:
             mapped = True
             produced.extend(events)

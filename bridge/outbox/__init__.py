@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from bridge.errors import OutboxError
 from bridge.outbox.base import Outbox
+from bridge.urls import shown
 
 __all__ = ["open_outbox"]
 
@@ -35,7 +36,7 @@ def open_outbox(url: str, *, acquire_timeout: float = 5.0, statement_timeout: fl
     if scheme in ("postgresql", "postgres"):
         return _postgres(url, parts.query, acquire_timeout=acquire_timeout, statement_timeout=statement_timeout)
     raise OutboxError(
-        f"unsupported outbox URL {_redact(url)!r}: use sqlite:///path/to/outbox.db or postgresql://user@host/db"
+        f"unsupported outbox URL {shown(url)!r}: use sqlite:///path/to/outbox.db or postgresql://user@host/db"
     )
 
 
@@ -70,7 +71,7 @@ def _postgres(url: str, query: str, *, acquire_timeout: float, statement_timeout
         min_size = int(sizes.get("min_size", "1"))
         max_size = int(sizes.get("max_size", "10"))
     except ValueError as exc:
-        raise OutboxError(f"bad PostgreSQL outbox URL option in {_redact(url)!r}: {exc}") from exc
+        raise OutboxError(f"bad PostgreSQL outbox URL option in {shown(url)!r}: {exc}") from exc
     dsn = urlunsplit(urlsplit(url)._replace(query=urlencode(rest)))
     return PostgresOutbox(
         dsn,
@@ -79,12 +80,3 @@ def _postgres(url: str, query: str, *, acquire_timeout: float, statement_timeout
         acquire_timeout=acquire_timeout,
         statement_timeout=statement_timeout,
     )
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -10,6 +10,9 @@ The ingest path calls, in this order and never otherwise:
     events = provider.parse(body, headers)      # raises PayloadError; one InboundEvent per provider event
 
 `headers` is a mapping with lower-case names. `now` is Unix seconds from the injected clock.
+
+Any other method on a configured source's URL is answered by `provider.answer_get(query)` for GET (a provider
+that verifies its webhook URL that way, as Braintree does, returns its answer) or 405.
 """
 
 from __future__ import annotations
@@ -106,6 +109,12 @@ class Provider(ABC):
     @abstractmethod
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         """Split a verified body into provider events. Raise PayloadError if it is malformed."""
+
+    def answer_get(self, query: bytes) -> Ack | None:
+        """The answer to `GET /webhooks/{source}?<query>` (`query`: the raw query string, not yet decoded, of any
+        length a client sends), for a provider that verifies its webhook URL with a GET; None (the default): the
+        source takes POST only and the GET gets 405. Must not do I/O: anyone can send it."""
+        return None
 
     def acknowledge(self, status: str, webhook_ids: list[int]) -> Ack:
         """The 2xx answer once the webhook is durably stored (`status`: accepted, duplicate, ignored, ...)."""

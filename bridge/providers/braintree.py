@@ -17,6 +17,13 @@ payload); type: `kind` (`subscription_charged_successfully`, …).
 
 Subscription notifications name no currency (the merchant account's): the option `currency` (ISO code) is added
 to the document as `_currency` for the mapping, which prefers a transaction's own `currency_iso_code`.
+
+When a webhook URL is created in the Control Panel, Braintree checks it with `GET <url>?bt_challenge=<challenge>`
+and expects the body `<public key>|<hex HMAC-SHA1 of the challenge, keyed as above>` (the SDK's
+`webhook_notification.verify`): `answer_get` gives that answer, with the first `public_key` and the first
+private key in `secrets`. The query must be exactly `bt_challenge=<20 to 32 lower-case hex>` (the SDK's own
+rule), at most 128 bytes; anything else is a 400. (The answer signs a hex string that is never a valid
+`bt_payload`: base64 of hex text does not decode to `<notification>`.)
 """
 
 from __future__ import annotations
@@ -30,13 +37,16 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from bridge.errors import PayloadError, SignatureError
-from bridge.providers.base import InboundEvent, OptionError, Provider, SourceSettings, any_digest_matches
+from bridge.providers.base import Ack, InboundEvent, OptionError, Provider, SourceSettings, any_digest_matches
 from bridge.providers.forms import form_fields
 
 _PAYLOAD = re.compile(rb"[A-Za-z0-9+=/\n]+")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _CHALLENGE = re.compile(r"[a-f0-9]{20,32}")
+MAX_CHALLENGE_QUERY = 128
 MAX_XML_DEPTH = 32
 
 
@@ -137,6 +147,7 @@ class BraintreeProvider(Provider):
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k and "|" not in k for k in keys):
             raise OptionError("public_key", "public_key is required: the Braintree API public key (or a list)")
         self.public_keys = frozenset(keys)
+        self.challenge_public_key: str = keys[0]
         currency = settings.options.get("currency")
         if currency is not None and not (
             isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isalpha()
@@ -159,6 +170,23 @@ class BraintreeProvider(Provider):
         if not any_digest_matches(expected, received):
             raise SignatureError("bt_signature does not match a configured private key")
 
+    def answer_get(self, query: bytes) -> Ack | None:
+        """Braintree's URL verification: `bt_challenge=<hex>` answered with `<public key>|<hmac>` (200 text/plain);
+        any other query 400."""
+        if len(query) > MAX_CHALLENGE_QUERY:
+            return _bad_challenge(f"the query is longer than {MAX_CHALLENGE_QUERY} bytes")
+        try:
+            fields = form_fields(query)
+        except PayloadError as exc:
+            return _bad_challenge(str(exc))
+        if len(fields) != 1 or fields[0][0] != "bt_challenge":
+            return _bad_challenge("expected the one query parameter bt_challenge")
+        try:
+            answer = challenge_response(self.challenge_public_key, self.secrets[0], fields[0][1])
+        except SignatureError as exc:
+            return _bad_challenge(str(exc))
+        return Ack(200, answer.encode(), "text/plain; charset=utf-8")
+
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         try:
             _, payload = form_signature(body)
@@ -173,6 +201,10 @@ class BraintreeProvider(Provider):
         if self.currency is not None:
             document["_currency"] = self.currency
         return [InboundEvent(f"{kind}:sha256:{hashlib.sha256(xml).hexdigest()[:32]}", kind, document)]
+
+
+def _bad_challenge(reason: str) -> Ack:
+    return Ack(400, orjson.dumps({"error": f"not a Braintree verification challenge: {reason}"}), "application/json")
 
 
 PROVIDER = BraintreeProvider

@@ -103,6 +103,8 @@ def covered(path: str, provider: Provider) -> bool:
     """Whether the provider's signature covers the document path `path`."""
     if path.startswith(_UNKNOWN) or not path:
         return False
+    if path == "_received_at":  # set by the bridge from its own clock, not by the request
+        return True
     if path == "_headers" or path.startswith(("_headers.", "_headers[")):
         name = path.removeprefix("_headers.").split(".", 1)[0].split("[", 1)[0]
         return path != "_headers" and name in provider.signed_headers

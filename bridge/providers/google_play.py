@@ -7,8 +7,11 @@ RTDN has no payload signature. The push subscription (with authentication enable
 - is one well-formed compact JWS, `alg: RS256`, signed by the Google key its `kid` names; Google's key set comes
   from https://www.googleapis.com/oauth2/v3/certs through the bridge's remote-key fetcher (`keys.RemoteKeys`:
   that one URL allowed, cached 15 minutes, a failed fetch not retried for a minute, single flight, injectable
-  fetch). Google publishes a new key before signing with it, so a `kid` missing from the cached set is refused
-  (401, Pub/Sub retries) until the next refresh; a stranger's made-up `kid` never causes a fetch;
+  fetch). A `kid` missing from the cached set (a key Google has just rotated in) makes the set be fetched
+  again, at most once per `key_refresh_seconds` (default 60 s) however many requests name unknown keys, so a
+  stranger's made-up `kid`s cost at most one fetch per interval; a `kid` still missing after that is refused
+  (401, Pub/Sub retries). The claims below are checked before any key is looked up, so only a token for this
+  audience and service account, unexpired, can lead to a fetch at all;
 - has `iss` accounts.google.com (with or without `https://`), `aud` equal to the option `audience` (what the push
   subscription's authentication sets; by default the push endpoint URL), `exp` not passed and `iat` not in the
   future (within `tolerance_seconds` of clock skew, default 60 s);
@@ -49,6 +52,8 @@ ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 MAX_TOKEN_LENGTH = 4096
 MAX_LIFETIME_SECONDS = 24 * 3600
 KEY_SET_TTL_SECONDS = 15 * 60
+KEY_REFRESH_SECONDS = 60.0
+KEY_REFRESH_RANGE = (10.0, 900.0)
 MAX_KEYS = 32
 
 SUBSCRIPTION_TYPES = {
@@ -177,6 +182,8 @@ class GooglePlayProvider(Provider):
         "audience": "the audience set on the push subscription's authentication, usually this URL (required)",
         "service_account_email": "the service account the push subscription authenticates as (required)",
         "package_name": "the app's package name; notifications for other apps are refused (optional)",
+        "key_refresh_seconds": "at most one refetch of Google's keys per this many seconds for an unknown kid "
+        "(default 60, 10 to 900)",
     }
 
     def __init__(self, settings: SourceSettings, *, fetch_keys: Fetch | None = None) -> None:
@@ -194,6 +201,12 @@ class GooglePlayProvider(Provider):
         self.audience = audience.strip()
         self.service_account_email = email.strip()
         self.package_name = package.strip() if isinstance(package, str) else None
+        refresh = options.get("key_refresh_seconds", KEY_REFRESH_SECONDS)
+        low, high = KEY_REFRESH_RANGE
+        if isinstance(refresh, bool) or not isinstance(refresh, int | float) or not low <= refresh <= high:
+            raise OptionError(
+                "key_refresh_seconds", f"key_refresh_seconds must be a number of seconds from {low:g} to {high:g}"
+            )
         self.keys = RemoteKeys(
             rule=UrlRule("Google's OIDC key set", re.compile(re.escape(GOOGLE_CERTS_URL))),
             load=load_google_keys,
@@ -201,6 +214,7 @@ class GooglePlayProvider(Provider):
             ttl=KEY_SET_TTL_SECONDS,
             max_concurrent=1,
             max_entries=1,
+            refresh_interval=float(refresh),
         )
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
@@ -208,11 +222,24 @@ class GooglePlayProvider(Provider):
         kid = jws.header.get("kid")
         if jws.header.get("alg") != "RS256" or not isinstance(kid, str) or not 0 < len(kid) <= 200:
             raise SignatureError("the push token is not RS256 with a key id")
-        key = (await self.keys.get(GOOGLE_CERTS_URL, now)).get(kid)
+        # The claims are read before the signature is checked: here they can only refuse the token (cheaply, and
+        # before any key is fetched); nothing in them is trusted unless the signature below verifies.
+        claims = jose.payload_object(jws, "the push token")
+        self._check_claims(claims, now)
+        keys = await self.keys.get_containing(GOOGLE_CERTS_URL, now, lambda found: kid in found)
+        key = keys.get(kid)
         if key is None:
             raise SignatureError("the push token's kid is not in Google's current key set")
         jose.verify_rs256(key, jws)
-        claims = jose.payload_object(jws, "the push token")
+        if self.package_name is not None:
+            try:
+                notification, _ = decode_push(body)
+            except PayloadError as exc:
+                raise SignatureError(f"cannot check the package name: {exc}") from None
+            if notification.get("packageName") != self.package_name:
+                raise SignatureError("the notification is for another package")
+
+    def _check_claims(self, claims: Mapping[str, Any], now: float) -> None:
         if claims.get("iss") not in ISSUERS:
             raise SignatureError("the push token is not issued by Google accounts")
         if claims.get("aud") != self.audience:
@@ -227,13 +254,6 @@ class GooglePlayProvider(Provider):
             raise SignatureError(f"the push token expired {now - expires:.0f}s ago (timestamp)")
         if issued > now + skew:
             raise SignatureError(f"the push token is issued {issued - now:.0f}s in the future (timestamp)")
-        if self.package_name is not None:
-            try:
-                notification, _ = decode_push(body)
-            except PayloadError as exc:
-                raise SignatureError(f"cannot check the package name: {exc}") from None
-            if notification.get("packageName") != self.package_name:
-                raise SignatureError("the notification is for another package")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[InboundEvent]:
         notification, pubsub = decode_push(body)

@@ -1,4 +1,4 @@
-"""Remote verification keys (PayPal's signing certificate, later OIDC key sets): one fetcher with a cache.
+"""Remote verification keys (PayPal's signing certificate, Google's OIDC key set): one fetcher with a cache.
 
 A provider whose scheme names its key by URL in the request (PayPal's `PAYPAL-CERT-URL`) must never let a
 stranger choose what the bridge fetches or how often. `RemoteKeys` enforces, for every such provider:
@@ -11,7 +11,12 @@ stranger choose what the bridge fetches or how often. `RemoteKeys` enforces, for
   attempt (bounded too);
 - single flight and a concurrency cap: concurrent requests for one URL share one fetch, and at most
   `max_concurrent` different URLs are fetched at once; past that a request is refused at once (401, the
-  provider retries) instead of queueing behind a stranger's URLs.
+  provider retries) instead of queueing behind a stranger's URLs;
+- refresh on a miss, rate-limited (`get_containing`): a key set that lacks the key a request names (a key the
+  provider has just rotated in) is fetched again before its ttl, but only when the cached copy was loaded at
+  least `refresh_interval` seconds ago. Every request naming an unknown key (a stranger can make up any
+  number of them) thus costs at most one fetch per `refresh_interval`, shared by all of them; the failure cache
+  and the concurrency cap apply to that fetch as to any other, and a failed refresh keeps the cached set.
 
 The fetch function and the time are injected (`fetch`, and `now` on every call from the bridge's clock), so
 tests run without network or sleeping. The default fetch is `fetch_https`: TLS verified, no redirects, bounded
@@ -84,6 +89,7 @@ async def fetch_https(url: str) -> bytes:
 class _Entry(Generic[K]):
     value: K
     expires: float
+    loaded: float = 0.0  # when the fetch that produced it (or, for a failure, failed) started
 
 
 class RemoteKeys(Generic[K]):
@@ -100,6 +106,7 @@ class RemoteKeys(Generic[K]):
         max_concurrent: int = 4,
         max_entries: int = 64,
         max_failures: int = 1024,
+        refresh_interval: float = 60.0,
     ) -> None:
         self.rule = rule
         self.load = load
@@ -109,6 +116,7 @@ class RemoteKeys(Generic[K]):
         self.max_concurrent = max_concurrent
         self.max_entries = max_entries
         self.max_failures = max_failures
+        self.refresh_interval = refresh_interval
         self._keys: OrderedDict[str, _Entry[K]] = OrderedDict()
         self._failures: OrderedDict[str, _Entry[str]] = OrderedDict()
         self._pending: dict[str, asyncio.Future[K]] = {}
@@ -124,11 +132,30 @@ class RemoteKeys(Generic[K]):
         cached = self._keys.get(key)
         if cached is not None and cached.expires > now:
             return cached.value
-        failed = self._failures.get(key)
-        if failed is not None and failed.expires > now:
-            raise SignatureError(f"{self.rule.what}: {failed.value} (not retried for {self.failure_ttl:.0f}s)")
+        return await self._load(key, now)
+
+    async def get_containing(self, url: str, now: float, contains: Callable[[K], bool]) -> K:
+        """Like `get`, but when the cached value does not satisfy `contains` (a key set without the requested key)
+        and was fetched (or last tried) at least `refresh_interval` seconds ago, it is fetched again, once for all
+        concurrent callers. The result may still not satisfy `contains`: the caller refuses the request then."""
+        value = await self.get(url, now)
+        if contains(value):
+            return value
+        key = self.rule.check(url)
+        cached, failed = self._keys.get(key), self._failures.get(key)
+        last_attempt = max(cached.loaded if cached else 0.0, failed.loaded if failed else 0.0)
+        if now - last_attempt < self.refresh_interval and key not in self._pending:
+            return value  # fetched (or tried) a moment ago: what it lacks is not published (yet)
+        return await self._load(key, now)
+
+    async def _load(self, key: str, now: float) -> K:
+        """The fetch of `key` in flight, or a new one: refused while a recent failure is remembered or when
+        `max_concurrent` other fetches are in flight."""
         pending = self._pending.get(key)
         if pending is None:
+            failed = self._failures.get(key)
+            if failed is not None and failed.expires > now:
+                raise SignatureError(f"{self.rule.what}: {failed.value} (not retried for {self.failure_ttl:.0f}s)")
             if len(self._pending) >= self.max_concurrent:
                 raise SignatureError(f"{self.rule.what}: {self.max_concurrent} key fetches already in flight")
             pending = asyncio.ensure_future(self._fetch(key, now))
@@ -151,7 +178,7 @@ class RemoteKeys(Generic[K]):
             reason = f"could not fetch the key: {type(exc).__name__}"
             self._remember_failure(key, reason, now)
             raise SignatureError(f"{self.rule.what}: {reason}") from None
-        self._keys[key] = _Entry(value, now + self.ttl)
+        self._keys[key] = _Entry(value, now + self.ttl, now)
         self._keys.move_to_end(key)
         while len(self._keys) > self.max_entries:
             self._keys.popitem(last=False)
@@ -159,7 +186,7 @@ class RemoteKeys(Generic[K]):
         return value
 
     def _remember_failure(self, key: str, reason: str, now: float) -> None:
-        self._failures[key] = _Entry(reason, now + self.failure_ttl)
+        self._failures[key] = _Entry(reason, now + self.failure_ttl, now)
         self._failures.move_to_end(key)
         while len(self._failures) > self.max_failures:
             self._failures.popitem(last=False)

@@ -20,6 +20,7 @@ from bridge.providers.base import (
     require_header,
     single_event,
 )
+from bridge.urls import shown
 
 
 class SquareProvider(Provider):
@@ -36,7 +37,9 @@ class SquareProvider(Provider):
             raise OptionError("notification_url", "notification_url is required: the URL registered with Square")
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.netloc:
-            raise OptionError("notification_url", f"notification_url must be an absolute http(s) URL, got {url!r}")
+            raise OptionError(
+                "notification_url", f"notification_url must be an absolute http(s) URL, got {shown(url)!r}"
+            )
         self.notification_url = url.encode()
 
     async def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from bridge.app import create_app
+from bridge.config import load_settings
 from bridge.sinks.convultra import ConvultraFake
 from bridge.sinks.server import serve
 from tests.core.test_delivery import API_KEY, eventually
-from tests.harness import MAPPINGS, Bridge, running_bridge, stripe_case
+from tests.harness import MAPPINGS, Bridge, running_bridge, stripe_case, write_config
+from tests.sentinel import send_sentinel, settled, without_sentinel
 
 BROKEN_TOTAL = "minor_to_major(data.object.amount_received, data.object.currency, 'stripe')"
 PI_TOTAL_LINE = f'        order.total: "{BROKEN_TOTAL}"\n'  # in the payment_intent.succeeded rule
@@ -77,12 +81,18 @@ async def test_broken_edit_is_rejected_and_a_good_edit_is_used(tmp_path: Path) -
 
 
 async def test_sighup_reloads(tmp_path: Path) -> None:
+    """Only the signal can reload here: the file watcher is off (reload_interval=None)."""
     mappings = copy_mappings(tmp_path)
-    async with running_bridge(tmp_path, destinations={}, dispatch=False, extra={"mappings": str(mappings)}) as bridge:
-        version = (await bridge.ops("GET", "/ops/mappings")).json()["version"]
-        edit(mappings / "stripe.yaml", PI_TOTAL_LINE, PI_TOTAL_LINE + "        order.channel: \"'web'\"\n")
-        os.kill(os.getpid(), signal.SIGHUP)
-        await eventually(lambda: _version_changed(bridge, version))
+    settings = load_settings(write_config(tmp_path, destinations={}, extra={"mappings": str(mappings)}), {})
+    app = create_app(settings, dispatch=False, reload_interval=None)
+    async with app.router.lifespan_context(app):
+        bridge = Bridge(app, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b"), settings)
+        async with bridge.client:
+            version = (await bridge.ops("GET", "/ops/mappings")).json()["version"]
+            edit(mappings / "stripe.yaml", PI_TOTAL_LINE, PI_TOTAL_LINE + "        order.channel: \"'web'\"\n")
+            os.kill(os.getpid(), signal.SIGHUP)
+            await eventually(lambda: _version_changed(bridge, version))
+            assert (await bridge.ops("GET", "/ops/mappings")).json()["last_reload"]["ok"] is True
 
 
 async def test_replay_fixes_a_mapping_failed_webhook_and_delivers_it_once(tmp_path: Path) -> None:
@@ -119,12 +129,13 @@ async def test_replay_fixes_a_mapping_failed_webhook_and_delivers_it_once(tmp_pa
             # replaying again (and in bulk) never sends it twice...
             again = (await bridge.ops("POST", "/ops/webhooks/replay", json={"source": "stripe"})).json()
             assert again["deliveries"] == {"skip": 1}
-            await asyncio.sleep(0.3)
-            assert len(fake.received) == 1
+            sentinel = await send_sentinel(bridge, [fake])  # posted after the replay: once it is in, all is in
+            await settled(bridge)
+            assert len(fake.received) == 2 and len(without_sentinel(fake.received, sentinel)) == 1
             # ...unless forced
             forced = (await bridge.ops("POST", f"/ops/webhooks/{webhook_id}/replay", json={"force": True})).json()
             assert forced["result"]["reset"] == 1
-            await eventually(lambda: len(fake.received) == 2)
+            await eventually(lambda: len(fake.received) == 3)
             assert (await bridge.ops("GET", f"/ops/webhooks/{webhook_id}")).json()["status"] == "accepted"
 
 

@@ -13,6 +13,7 @@ from bridge.clock import ManualClock
 from bridge.sinks.convultra import ConvultraFake
 from bridge.sinks.server import serve
 from tests.harness import Bridge, running_bridge, stripe_case
+from tests.sentinel import send_sentinel, settled, without_sentinel
 
 API_KEY = "cv_server_key_for_tests"
 
@@ -33,10 +34,12 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
 
 @asynccontextmanager
 async def convultra_bridge(
-    tmp_path: Path, fake: ConvultraFake, clock: ManualClock | None = None
+    tmp_path: Path, fake: ConvultraFake, clock: ManualClock | None = None, witness: ConvultraFake | None = None
 ) -> AsyncIterator[Bridge]:
-    async with serve(fake.app) as url:
-        destinations = {
+    """A bridge delivering to `fake`; with `witness`, also purchases to a second Convultra account (its own
+    destination, so its own lane)."""
+    async with serve(fake.app) as url, serve((witness or fake).app) as witness_url:
+        destinations: dict[str, Any] = {
             "convultra": {
                 "type": "convultra",
                 "url": f"{url}/v1/track",
@@ -44,16 +47,11 @@ async def convultra_bridge(
                 "events": ["purchase", "refund", "subscription_started"],
             }
         }
+        if witness is not None:
+            destinations["witness"] = {**destinations["convultra"], "url": f"{witness_url}/v1/track"}
+            destinations["witness"]["events"] = ["purchase"]
         async with running_bridge(tmp_path, destinations=destinations, clock=clock) as bridge:
             yield bridge
-
-
-async def delivery(bridge: Bridge, event_name: str = "purchase") -> dict[str, Any]:
-    rows = [d for d in await bridge.deliveries() if d["event_name"] == event_name]
-    assert len(rows) == 1, rows
-    detail = (await bridge.ops("GET", f"/ops/deliveries/{rows[0]['id']}")).json()
-    assert isinstance(detail, dict)
-    return detail
 
 
 async def test_signed_samples_arrive_as_exact_convultra_requests(tmp_path: Path) -> None:
@@ -62,10 +60,13 @@ async def test_signed_samples_arrive_as_exact_convultra_requests(tmp_path: Path)
         for case in ("checkout.session.completed", "payment_intent.succeeded", "charge.refunded"):
             assert (await bridge.post_stripe(stripe_case(case))).status_code == 200
         await eventually(lambda: len(fake.received) == 2)
-        await asyncio.sleep(0.2)  # nothing else is on its way
+        sentinel = await send_sentinel(bridge, [fake])  # posted after: once it is in, nothing else is on its way
+        await settled(bridge)
         assert fake.rejected == []
-        assert len(fake.received) == 2  # checkout + payment_intent are one purchase
-        purchase, refund = sorted(fake.received, key=lambda r: r["json"]["event_type"])
+        names = sorted(r["event_name"] for r in await bridge.deliveries())
+        assert names == ["purchase", "purchase", "refund"]  # checkout + payment_intent are one; the other: sentinel
+        assert len(fake.received) == 3
+        purchase, refund = sorted(without_sentinel(fake.received, sentinel), key=lambda r: r["json"]["event_type"])
         assert purchase["path"] == "/v1/track"
         assert purchase["headers"]["authorization"] == f"Bearer {API_KEY}"
         assert "api_key" not in purchase["query"]
@@ -78,7 +79,7 @@ async def test_signed_samples_arrive_as_exact_convultra_requests(tmp_path: Path)
         assert body["properties"]["currency"] == "USD"
         assert body["user_data"]["email"] == "example@example.com"
         assert refund["json"]["event_type"] == "refund"
-        assert (await delivery(bridge))["status"] == "delivered"
+        assert {r["status"] for r in await bridge.deliveries()} == {"delivered"}
 
 
 async def test_server_error_then_success_is_delivered_on_retry(tmp_path: Path) -> None:
@@ -93,12 +94,12 @@ async def test_server_error_then_success_is_delivered_on_retry(tmp_path: Path) -
         assert row["next_attempt_at"] == clock.now() + 10  # first step of the schedule, jitter 0 in tests
         assert row["attempts"][0]["status_code"] == 500
         clock.advance(9)
-        bridge.state.dispatcher.wake()  # type: ignore[union-attr]
-        await asyncio.sleep(0.2)
-        assert len(fake.requests) == 1  # not yet due
+        await send_sentinel(bridge, [fake], timestamp=clock.now())  # due now: claimed in the same pass as the retry
+        assert await _row(bridge, row["id"], "pending", attempts=1)  # not yet due
+        assert len(fake.requests) == 2  # the 500 and the sentinel
         clock.advance(1)
         bridge.state.dispatcher.wake()  # type: ignore[union-attr]
-        row = await eventually(lambda: _status(bridge, "delivered"))
+        row = await eventually(lambda: _row(bridge, row["id"], "delivered"))
         assert [a["status_code"] for a in row["attempts"]] == [500, 200]
 
 
@@ -106,18 +107,19 @@ async def test_429_with_retry_after_waits_that_long(tmp_path: Path) -> None:
     clock = ManualClock(start=1_900_000_000.0)
     fake = ConvultraFake(API_KEY)
     fake.script(429, headers={"Retry-After": "120"}, body={"success": False, "error": "Rate limit exceeded"})
-    async with convultra_bridge(tmp_path, fake, clock) as bridge:
+    witness = ConvultraFake(API_KEY)  # the 429 pauses the whole destination: the sentinel shows in another lane
+    async with convultra_bridge(tmp_path, fake, clock, witness) as bridge:
         body = stripe_case("payment_intent.succeeded")
         assert (await bridge.post_stripe(body, timestamp=clock.now())).status_code == 200
         row = await eventually(lambda: _attempted(bridge, 1))
         assert row["next_attempt_at"] == clock.now() + 120
         clock.advance(119)
-        bridge.state.dispatcher.wake()  # type: ignore[union-attr]
-        await asyncio.sleep(0.2)
-        assert len(fake.requests) == 1
+        await send_sentinel(bridge, [witness], timestamp=clock.now())  # claimed in the same pass as a due retry
+        assert await _row(bridge, row["id"], "pending", attempts=1)  # not yet due
+        assert len(fake.requests) == 1  # the paused destination sent nothing, not even the sentinel
         clock.advance(1)
         bridge.state.dispatcher.wake()  # type: ignore[union-attr]
-        await eventually(lambda: _status(bridge, "delivered"))
+        await eventually(lambda: _row(bridge, row["id"], "delivered"))
 
 
 async def test_400_is_dead_with_the_response_recorded_and_ops_retry_delivers(tmp_path: Path) -> None:
@@ -168,11 +170,19 @@ async def test_ops_routes_need_the_token(tmp_path: Path) -> None:
 
 
 async def _attempted(bridge: Bridge, n: int) -> dict[str, Any] | None:
-    rows = await bridge.deliveries()
+    rows = await bridge.deliveries(destination="convultra")
     if not rows:
         return None
     row = (await bridge.ops("GET", f"/ops/deliveries/{rows[0]['id']}")).json()
     return row if len(row["attempts"]) >= n and row["status"] != "in_flight" else None
+
+
+async def _row(bridge: Bridge, delivery_id: int, status: str, attempts: int | None = None) -> dict[str, Any] | None:
+    """The delivery if it has this status (and this many attempts), else None."""
+    detail: dict[str, Any] = (await bridge.ops("GET", f"/ops/deliveries/{delivery_id}")).json()
+    if detail["status"] != status or (attempts is not None and len(detail["attempts"]) != attempts):
+        return None
+    return detail
 
 
 async def _status(bridge: Bridge, status: str) -> dict[str, Any] | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 
 import orjson
@@ -12,6 +11,7 @@ import pytest
 
 from bridge.clock import ManualClock
 from bridge.sinks.server import serve
+from tests.fuzz.wire import http_post
 from tests.harness import FIXTURES, STRIPE_SECRET, Bridge, running_bridge, stripe_case, stripe_headers
 
 DESTINATIONS = {
@@ -61,7 +61,8 @@ def tamper(body: bytes) -> bytes:
 async def test_bad_signatures_are_refused_and_store_nothing(tmp_path: Path, case: str) -> None:
     body = stripe_case("checkout.session.completed")
     assert tamper(body) != body
-    now = float(int(time.time()))  # the bridge runs on this clock: a slow start-up cannot shift the window
+    clock = ManualClock(start=1_900_000_000.0)  # the app's "now": signing relative to it leaves nothing to luck
+    now = clock.now()
     headers = stripe_headers(body, timestamp=now)
     if case == "bad_signature":
         headers["Stripe-Signature"] = headers["Stripe-Signature"][:-4] + "0000"
@@ -75,18 +76,31 @@ async def test_bad_signatures_are_refused_and_store_nothing(tmp_path: Path, case
     elif case == "tampered":
         body = tamper(body)
     elif case == "wrong_secret":
-        headers = stripe_headers(body, secret="whsec_someone_else")
+        headers = stripe_headers(body, secret="whsec_someone_else", timestamp=now)
     elif case == "garbled":
         headers["Stripe-Signature"] = "t=abc,v1=zz"
     elif case == "no_v1":
         headers["Stripe-Signature"] = headers["Stripe-Signature"].replace("v1=", "v0=")
-    clock = ManualClock(now)
     async with running_bridge(tmp_path, destinations=DESTINATIONS, dispatch=False, clock=clock) as bridge:
         response = await bridge.client.post("/webhooks/stripe", content=body, headers=headers)
         assert response.status_code == 401
         assert response.json() == {"error": "signature verification failed"}  # the reason is logged, not returned
         assert sum((await webhook_count(bridge)).values()) == 0
         assert await bridge.deliveries() == []
+
+
+async def test_the_tolerance_window_is_exact_in_both_directions(tmp_path: Path) -> None:
+    """300 s either side of the app's clock is fresh, 301 s is not: the refusals above are about the window,
+    not about how long the app took to start."""
+    clock = ManualClock(start=1_900_000_000.0)
+    async with running_bridge(tmp_path, destinations=DESTINATIONS, dispatch=False, clock=clock) as bridge:
+        for offset, expected in ((-300, 200), (300, 200), (-301, 401), (301, 401)):
+            event = orjson.loads(stripe_case("checkout.session.completed"))
+            event["id"] = f"evt_window_{offset}"
+            body = orjson.dumps(event)
+            headers = stripe_headers(body, timestamp=clock.now() + offset)
+            response = await bridge.client.post("/webhooks/stripe", content=body, headers=headers)
+            assert response.status_code == expected, (offset, response.text)
 
 
 async def test_rotation_accepts_old_and_new_secret(tmp_path: Path) -> None:
@@ -201,3 +215,40 @@ async def test_storage_failure_answers_503_and_acknowledges_nothing(tmp_path: Pa
         assert response.headers["retry-after"] == "5"
     with sqlite3.connect(tmp_path / "outbox.db") as db:
         assert db.execute("SELECT count(*) FROM webhooks").fetchone() == (0,)
+
+
+async def test_a_client_that_sends_a_whole_oversized_body_reads_its_413(tmp_path: Path) -> None:
+    """Over a real socket, a sender that writes all of a too-large body before it reads (what simple HTTP clients
+    do) gets its 413, not a reset: the server reads the rest of a declared body and throws it away."""
+    async with running_bridge(tmp_path, destinations=DESTINATIONS, dispatch=False) as bridge:
+        async with serve(bridge.app, lifespan="off") as url:
+            port = int(url.rsplit(":", 1)[1])
+            for size in (1_100_000, 3_000_000, 6_000_000):
+                big = b'{"pad": "' + b"x" * size + b'"}'
+                headers = {name.lower(): value.encode() for name, value in stripe_headers(big).items()}
+                answer = await http_post(port, "/webhooks/stripe", big, headers, timeout=5)
+                assert answer.status == 413, (size, answer)
+        assert sum((await webhook_count(bridge)).values()) == 0
+
+
+async def test_after_a_refused_body_the_same_connection_serves_the_next_request(tmp_path: Path) -> None:
+    """The rest of a refused body is read and dropped by its declared length, never taken for a next request."""
+    async with running_bridge(tmp_path, destinations=DESTINATIONS, dispatch=False) as bridge:
+        async with serve(bridge.app, lifespan="off") as url:
+            port = int(url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            big = b'{"pad": "' + b"POST /webhooks/stripe HTTP/1.1\r\n" * 40_000 + b'"}'
+            good = stripe_case("payment_intent.succeeded")
+            for body, expected in ((big, b" 413 "), (good, b" 200 ")):
+                head = f"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                signature = stripe_headers(body)["Stripe-Signature"]
+                writer.write(f"{head}Stripe-Signature: {signature}\r\n\r\n".encode() + body)
+                await writer.drain()
+                assert expected in await _status_line(reader)
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+            writer.close()
+        assert await webhook_count(bridge) == {"accepted": 1}

@@ -24,6 +24,7 @@ from bridge.sinks.servoki import ServokiFake
 from bridge.sinks.zenovay import ZenovayFake
 from tests.core.test_delivery import eventually
 from tests.harness import Bridge, running_bridge, stripe_case
+from tests.sentinel import send_sentinel, settled, without_sentinel
 
 SITE = "shop.example.com"
 
@@ -97,8 +98,12 @@ async def test_one_checkout_fans_out_to_all_five_with_the_right_shape(tmp_path: 
     async with seeds(tmp_path) as s:
         assert (await s.bridge.post_stripe(stripe_case("checkout.session.completed"))).status_code == 200
         await eventually(lambda: all(len(f.received) == 1 for f in s.sinks.values()))
-        await asyncio.sleep(0.2)
-        assert {name: len(f.received) for name, f in s.sinks.items()} == dict.fromkeys(s.sinks, 1)
+        sentinel = await send_sentinel(s.bridge, s.sinks.values())  # once it is in everywhere, nothing else comes
+        await settled(s.bridge)
+        assert {name: len(without_sentinel(f.received, sentinel)) for name, f in s.sinks.items()} == dict.fromkeys(
+            s.sinks, 1
+        )
+        assert {name: len(f.received) for name, f in s.sinks.items()} == dict.fromkeys(s.sinks, 2)
         assert all(f.rejected == [] for f in s.sinks.values())
         payment = "pi_1PgafyB7WZ01zgkWSjxsAJo3"
 
@@ -140,13 +145,21 @@ async def test_a_subscription_cancel_reaches_only_the_destinations_routed_for_it
         assert (await s.bridge.post_stripe(stripe_case("customer.subscription.deleted"))).status_code == 200
         routed = {"convultra", "servoki", "activation"}
         await eventually(lambda: all(len(s.sinks[n].received) == 1 for n in routed))
-        await asyncio.sleep(0.3)
-        assert {n: len(f.received) for n, f in s.sinks.items()} == {
+        sentinel = await send_sentinel(s.bridge, s.sinks.values())  # a purchase: it goes to all five
+        await settled(s.bridge)
+        assert {n: len(without_sentinel(f.received, sentinel)) for n, f in s.sinks.items()} == {
             "convultra": 1,
             "elevar": 0,
             "servoki": 1,
             "zenovay": 0,
             "activation": 1,
+        }
+        assert {n: len(f.received) for n, f in s.sinks.items()} == {
+            "convultra": 2,
+            "elevar": 1,
+            "servoki": 2,
+            "zenovay": 1,
+            "activation": 2,
         }
         assert s.sinks["convultra"].received[0]["json"]["event_type"] == "subscription_canceled"
         assert s.sinks["servoki"].received[0]["json"]["event_type"] == "subscription_canceled"

@@ -64,12 +64,10 @@ def test_golden_cases_of_providers_with_required_options(provider: str) -> None:
 
 
 def test_shopify_bodies_are_the_unwrapped_rest_fixtures() -> None:
-    """fixtures/shopify/*.json are the inner objects of Shopify's REST fixtures (see PROVIDERS-SOURCES.md)."""
-    shared = ROOT.parent / "shared" / "fixtures" / "shopify"
-    if not shared.exists():
-        pytest.skip("shared fixtures not available")
-    order = json.loads((shared / "rest.order.json").read_text())["order"]
-    refund = json.loads((shared / "rest.refund.json").read_text())["refund"]
+    """fixtures/shopify/*.json are the inner objects of Shopify's REST fixtures, kept beside them as
+    fixtures/shopify/_rest.*.json (byte-exact copies; see PROVIDERS-SOURCES.md)."""
+    order = json.loads((FIXTURES / "shopify/_rest.order.json").read_text())["order"]
+    refund = json.loads((FIXTURES / "shopify/_rest.refund.json").read_text())["refund"]
     assert json.loads((FIXTURES / "shopify/orders-create.json").read_text()) == order
     assert json.loads((FIXTURES / "shopify/orders-paid.json").read_text()) == order
     assert json.loads((FIXTURES / "shopify/refunds-create.json").read_text()) == refund
