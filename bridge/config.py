@@ -45,6 +45,11 @@ class DispatcherSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: how long shutdown waits for in-flight sends before releasing their leases
     shutdown_grace_seconds: float = 10.0
+    #: how long a dispatcher holds a destination's lane (its sending and rate limits) without renewing it; another
+    #: replica takes a dead one's lanes after this (stretched to 3 request timeouts of the slowest destination)
+    lane_lease_seconds: float = 30.0
+    #: longest the dispatcher waits before asking the outbox for work it was not woken for
+    poll_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -567,7 +572,18 @@ class _Lease:
     mark: tuple[int, int]
 
 
-_DESTINATION_KEYS = {"type", "url", "events", "event_names", "concurrency", "rate_limits", "timeout_seconds", "headers"}
+_DESTINATION_KEYS = {
+    "type",
+    "url",
+    "events",
+    "event_names",
+    "concurrency",
+    "rate_limits",
+    "timeout_seconds",
+    "headers",
+    "ordering",
+}
+ORDERINGS = ("none", "by_key")
 
 
 def _read_destinations(
@@ -617,6 +633,10 @@ def _read_destinations(
                     f"timeout_seconds {timeout:g}",
                     "a claim must outlive its request: raise lease_seconds or set the destination's timeout_seconds",
                 )
+        ordering = r.string(entry, "ordering", default="none") or "none"
+        if ordering not in ORDERINGS:
+            r.error(entry.value_mark("ordering"), f"ordering must be none or by_key, got {ordering!r}", "by_key")
+            ordering = "none"
         options = {k: v for k, v in entry.items() if k not in _DESTINATION_KEYS}
         settings = DestinationSettings(
             name=name,
@@ -629,6 +649,7 @@ def _read_destinations(
             timeout_seconds=timeout,
             headers={k: v for k, v in headers.items() if isinstance(v, str)},
             options=options,
+            ordering=ordering,
         )
         if len(r.errors) == before:
             _check_builds(r, entry, f"destination {name!r}", kind, settings)
@@ -667,7 +688,11 @@ def _read_rate_limits(r: _Reader, entry: YamlMap) -> tuple[RateLimit, ...] | Non
 
 
 def _read_dispatcher(r: _Reader, node: YamlMap) -> DispatcherSettings:
-    r.check_keys(node, {"lease_seconds", "claim_batch", "retry", "shutdown_grace_seconds"}, "dispatcher")
+    r.check_keys(
+        node,
+        {"lease_seconds", "claim_batch", "retry", "shutdown_grace_seconds", "lane_lease_seconds", "poll_seconds"},
+        "dispatcher",
+    )
     retry = r.mapping(node, "retry")
     r.check_keys(retry, {"schedule", "jitter", "max_retry_after"}, "dispatcher.retry")
     schedule: tuple[float, ...] = DEFAULT_SCHEDULE
@@ -693,6 +718,8 @@ def _read_dispatcher(r: _Reader, node: YamlMap) -> DispatcherSettings:
         claim_batch=r.integer(node, "claim_batch", 100, minimum=1),
         retry=policy,
         shutdown_grace_seconds=r.number(node, "shutdown_grace_seconds", 10.0),
+        lane_lease_seconds=r.number(node, "lane_lease_seconds", 30.0, minimum=1.0, maximum=3600),
+        poll_seconds=r.number(node, "poll_seconds", 5.0, minimum=0.05, maximum=3600),
     )
 
 

@@ -15,7 +15,8 @@ import orjson
 from bridge.destinations.base import Destination
 from bridge.errors import MappingEvalError
 from bridge.limits import DEFAULT_LIMITS, EventTooLarge, Limits, encode_events
-from bridge.outbox.base import IngestResult, NewDelivery, NewRequest, NewWebhook, Outbox, WebhookStatus
+from bridge.ordering import ordering_for
+from bridge.outbox.base import IngestResult, NewDelivery, NewRequest, NewWebhook, Ordering, Outbox, WebhookStatus
 from bridge.providers.base import InboundEvent, Provider
 
 log = logging.getLogger("bridge.ingest")
@@ -64,15 +65,21 @@ def map_event(
 
 
 def route(events: Sequence[Mapping[str, Any]], destinations: Mapping[str, Destination]) -> list[NewDelivery]:
-    """One delivery per (event, destination that routes the event's name and accepts the event)."""
+    """One delivery per (event, destination that routes the event's name and accepts the event); ordered by key
+    for destinations with `ordering: by_key` (bridge/ordering.py)."""
     deliveries = []
     for event in events:
         name = event["name"]
         payload: bytes | None = None
+        ordering: Ordering | None = None
         for dest_name, destination in destinations.items():
             if destination.routes(name) and destination.accepts(event):
                 payload = payload or orjson.dumps(event)
-                deliveries.append(NewDelivery(dest_name, name, str(event["id"]), payload))
+                if destination.settings.ordering == "by_key":
+                    ordering = ordering or ordering_for(event)
+                    deliveries.append(NewDelivery(dest_name, name, str(event["id"]), payload, ordering))
+                else:
+                    deliveries.append(NewDelivery(dest_name, name, str(event["id"]), payload))
     return deliveries
 
 

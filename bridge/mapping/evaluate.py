@@ -42,6 +42,10 @@ class Rule:
     when: Getter | None
     when_text: str | None
     fields: tuple[FieldPlan, ...]
+    #: the entity whose events a `by_key` destination delivers in order (None: the canonical entity id)
+    ordering_key: FieldPlan | None = None
+    #: the provider's sequence number of the event, ordering events that occurred in the same second
+    sequence: FieldPlan | None = None
 
 
 def coercer(kind: str | None) -> Coercer | None:
@@ -151,7 +155,7 @@ class CompiledMapping:
                 text = next((plan.expression for plan in rule.fields if plan.path == required), None)
                 why = f"{text!r} gave null" if text else "no expression sets it"
                 raise self._error(rule, required, f"required, but {why}")
-        return {
+        out = {
             "name": rule.name,
             "id": values.pop("id"),
             "occurred_at": values.pop("occurred_at"),
@@ -163,6 +167,24 @@ class CompiledMapping:
             },
             **values,
         }
+        for extra in (rule.ordering_key, rule.sequence):
+            if extra is not None:
+                value = self._value(rule, extra, document)
+                if value is not None:  # null: the default applies (the canonical entity id; no sequence)
+                    out[extra.path] = value
+        return out
+
+    def _value(self, rule: Rule, plan: FieldPlan, document: Any) -> Any:
+        try:
+            value = plan.get(document)
+        except Exception as exc:
+            raise self._error(rule, plan.path, f"{_describe(exc)} (in {plan.expression!r})") from exc
+        if value is not None and plan.coerce is not None:
+            try:
+                value = plan.coerce(value)
+            except FieldValueError as exc:
+                raise self._error(rule, plan.path, f"{exc} (from {plan.expression!r})") from None
+        return value
 
     def _error(self, rule: Rule, field: str, detail: str) -> MappingEvalError:
         return MappingEvalError(
