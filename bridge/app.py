@@ -27,7 +27,7 @@ from bridge.outbox.base import Outbox
 from bridge.providers import provider_class
 from bridge.providers.base import Provider
 from bridge.reload import MappingReloader
-from bridge.state import BridgeState
+from bridge.state import ROLES, BridgeState
 from bridge.webhooks import WebhookFront
 
 log = logging.getLogger("bridge.http")
@@ -51,16 +51,24 @@ def create_app(
     session: aiohttp.ClientSession | None = None,
     dispatch: bool = True,
     reload_interval: float | None = 1.0,
+    role: str = "all",
 ) -> Starlette:
     """The bridge as an ASGI app. Everything with I/O or time can be passed in (tests, the demo); what is not
-    passed is built from `settings` when the app starts. `dispatch=False` runs ingest and ops only.
-    `reload_interval`: how often (seconds) the mappings directory is checked for edits; None: only on SIGHUP."""
+    passed is built from `settings` when the app starts. `role` (ROLES): "all" takes webhooks and delivers,
+    "ingest" takes webhooks only (no dispatcher, no background upkeep), "dispatch" delivers only (its webhook
+    route answers 503, so a misrouted provider retries elsewhere); `dispatch=False` also leaves the dispatcher
+    out. `reload_interval`: how often (seconds) the mappings directory is checked for edits; None: only on
+    SIGHUP."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    dispatch = dispatch and role != "ingest"
     state = BridgeState(
         settings=settings,
         clock=clock or SystemClock(),
         providers={**build_providers(settings), **(providers or {})},
         destinations=build_destinations(settings),
         mappings=mappings,
+        role=role,
     )
     for destination in state.destinations.values():
         destination.clock = state.clock  # age limits and send times read the app's clock
@@ -83,8 +91,16 @@ def create_app(
             settings.outbox_url, acquire_timeout=timeouts.acquire_seconds, statement_timeout=timeouts.statement_seconds
         )
         await state.outbox.open()
+        if role != "all" and settings.outbox_url.startswith("sqlite:"):
+            log.warning(
+                "a SQLite outbox belongs to one process: with role %s nothing else can %s; use PostgreSQL for "
+                "separate ingest and dispatch replicas",
+                role,
+                "deliver" if role == "ingest" else "take webhooks",
+            )
         app.state.maintenance = maintenance = Maintenance(state.outbox, state.clock, settings.retention)
-        maintenance.start()
+        if role != "ingest":  # the purge is upkeep; ingest replicas keep to the hot path
+            maintenance.start()
         own_session = session is None
         http = session or new_session()
         if dispatch:
@@ -92,7 +108,8 @@ def create_app(
             state.dispatcher.on_request = state.metrics.request
             await state.dispatcher.start()
         log.info(
-            "bridge started", extra={"sources": sorted(state.providers), "destinations": sorted(state.destinations)}
+            "bridge started",
+            extra={"role": role, "sources": sorted(state.providers), "destinations": sorted(state.destinations)},
         )
         try:
             yield

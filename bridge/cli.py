@@ -35,7 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     level = args.log_level or settings.log_level or "INFO"
     logs.configure(level, "text" if settings.log_format == "text" else "json", logs.secret_values(settings))
     mappings = load_mappings(settings.mappings_dir)
-    app = create_app(settings, mappings=mappings)
+    app = create_app(settings, mappings=mappings, role=args.role)
     serve_app(
         app,
         settings,
@@ -302,6 +302,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                 response = client.get("/ops/deliveries", params=params)
             elif args.action == "show":
                 response = client.get(f"/ops/deliveries/{args.id}")
+            elif args.action == "skip":
+                if not args.id:
+                    print("error: outbox skip needs a delivery id", file=sys.stderr)
+                    return 2
+                response = client.post(f"/ops/deliveries/{args.id}/skip")
             elif args.action == "retry":
                 if args.id:
                     response = client.post(f"/ops/deliveries/{args.id}/retry")
@@ -334,12 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="config file (default: $BRIDGE_CONFIG or ./bridge.yaml)")
         return p
 
-    serve = with_config(sub.add_parser("serve", help="run ingest and the dispatcher"))
+    serve = with_config(sub.add_parser("serve", help="run ingest and the dispatcher (or one of them: --role)"))
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL"), help="default: log.level or INFO")
     serve.add_argument(
         "--proxy-headers", action="store_true", help="trust X-Forwarded-For/Proto (only behind your own proxy)"
+    )
+    serve.add_argument(
+        "--role",
+        choices=["all", "ingest", "dispatch"],
+        default="all",
+        help="all (default): take webhooks and deliver; ingest: take webhooks only; dispatch: deliver only "
+        "(its webhook route answers 503). Several replicas need a PostgreSQL outbox",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -402,11 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--test-event-code", help="Meta, TikTok: the code from Events Manager → Test events")
     validate.set_defaults(func=cmd_validate_destination)
 
-    outbox = with_config(sub.add_parser("outbox", help="look at and retry deliveries (through the ops API)"))
+    outbox = with_config(
+        sub.add_parser("outbox", help="look at, retry and skip deliveries (through the ops API)")
+    )
     outbox.add_argument("--url", help="bridge base URL (default: from the config's server section)")
     outbox.add_argument("--token", help="ops token (default: $BRIDGE_OPS_TOKEN or the config)")
-    outbox.add_argument("action", choices=["status", "list", "show", "retry", "purge"])
-    outbox.add_argument("id", nargs="?", type=int, help="delivery id (show, retry)")
+    outbox.add_argument("action", choices=["status", "list", "show", "retry", "skip", "purge"])
+    outbox.add_argument(
+        "id", nargs="?", type=int, help="delivery id (show, retry; skip: give a dead one up so its key goes on)"
+    )
     outbox.add_argument("--status", choices=["pending", "in_flight", "delivered", "dead"])
     outbox.add_argument("--destination")
     outbox.add_argument("--limit", type=int, default=50)

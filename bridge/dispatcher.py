@@ -13,6 +13,12 @@ becomes an attempt with its reason (or, when recording itself fails, a lease tha
 again), and a claim loop or worker task that ends anyway is started again and counted (`LaneStats.restarts`,
 `Dispatcher.claim_restarts`). `lane_health` reports paused and stalled lanes.
 
+Lanes are leased through the outbox (bridge/fleet.py): a lane claims and sends only while this dispatcher holds
+its lease, so with several replicas each destination is sent for by one of them and its documented limits hold
+for the fleet; the claim loop renews the leases, and seeds a lane's limiter from the outbox when it takes one.
+Work committed by another process wakes the loop through `Outbox.watch` (PostgreSQL: LISTEN/NOTIFY); polling every
+`dispatcher.poll_seconds` stays the fallback.
+
 Time comes from the injected clock. With a ManualClock a test drives the loop by moving time and calling
 `wake()`; nothing here sleeps on a deadline computed from that clock without being woken again.
 """
@@ -20,7 +26,6 @@ Time comes from the injected clock. With a ManualClock a test drives the loop by
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -36,6 +41,7 @@ from bridge.clock import Clock
 from bridge.config import DispatcherSettings
 from bridge.destinations.base import Destination, Outcome, Verdict
 from bridge.errors import OutboxError
+from bridge.fleet import LaneKeeper, lane_ttl
 from bridge.lanes import Lane, LaneHealth, LaneStats, lease_for
 from bridge.outbox.base import AttemptResult, Delivery, Outbox
 from bridge.ratelimit import RateLimiter
@@ -43,7 +49,8 @@ from bridge.sending import Sender, new_session
 
 log = logging.getLogger("bridge.dispatcher")
 
-#: longest the claim loop sleeps without asking the outbox about a lane (catches work another process added)
+#: longest the claim loop sleeps without asking the outbox about a lane, by default (`dispatcher.poll_seconds`:
+#: it catches work another process added whose wake-up was missed)
 MAX_IDLE_SECONDS = 5.0
 #: a lane whose limiter holds requests back longer than this is not claimed for, and gives back what it holds
 #: that would outlive its lease
@@ -94,6 +101,11 @@ class Dispatcher:
                 )
             self.lanes[name] = Lane(dest, limiter, lease, claim_batch=settings.claim_batch)
         self.sender = Sender(session, clock, settings.retry, self.rng, on_throttled=self._throttled)
+        ttl = lane_ttl(settings.lane_lease_seconds, self.lanes)
+        self.keeper = LaneKeeper(outbox, self.lanes, self.owner, clock, ttl)
+        self.poll_seconds = settings.poll_seconds
+        #: claim rounds started by the poll timeout rather than a wake-up (tests check that wake-ups arrive)
+        self.polls = 0
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -103,6 +115,8 @@ class Dispatcher:
         self.claim_rounds = 0
         #: times the claim loop ended unexpectedly and was started again
         self.claim_restarts = 0
+        #: claim rounds that failed on the outbox (logged; the loop tries again a second later)
+        self.claim_failures = 0
         self._round_started: float | None = None
 
     @property
@@ -118,6 +132,11 @@ class Dispatcher:
 
     async def start(self) -> None:
         self._stopping = False
+        await self.keeper.hold()  # take (and seed) the lanes before the first claim
+        try:
+            await self.outbox.watch(self.wake, self._lanes_released)
+        except OutboxError as exc:  # polling still finds the work
+            log.error("cannot watch the outbox for wake-ups; polling only: %s", exc)
         self._tasks.append(self._supervise("dispatcher-claim", self._claim_loop, None))
         for name, lane in self.lanes.items():
             for index in range(lane.destination.settings.concurrency):
@@ -142,6 +161,12 @@ class Dispatcher:
             leftovers = list(lane.queue)
             lane.queue.clear()
             await self._release(leftovers)
+        await self.keeper.release()
+
+    def _lanes_released(self) -> None:
+        """Another dispatcher gave its lanes up: try to take them now."""
+        self.keeper.soon()
+        self._wake.set()
 
     def wake(self, destinations: Sequence[str] | None = None) -> None:
         """New work may be due (after an ingest commit, an ops retry, or a clock change in tests)."""
@@ -185,15 +210,22 @@ class Dispatcher:
         while not self._stopping:
             self._wake.clear()
             self.claim_rounds += 1
+            if self.keeper.renew_due(self.clock.now()):
+                for name in await self.keeper.hold():
+                    self.lanes[name].may_have_work = True
             try:
                 timeout = await self.fill()
             except OutboxError as exc:
                 log.error("claim failed: %s", exc)
+                self.claim_failures += 1
                 timeout = 1.0
             if self._stopping:
                 return
-            with contextlib.suppress(TimeoutError):
+            timeout = min(timeout, max(self.keeper.renew_at - self.clock.now(), 0.0))
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout / self.clock.scale)
+            except TimeoutError:
+                self.polls += 1
 
     async def fill(self) -> float:
         """Top every lane up from the outbox. Returns how long the loop may sleep before looking again: until
@@ -211,23 +243,29 @@ class Dispatcher:
             failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
             if failed:
                 raise failed[0]
-            return max(min([MAX_IDLE_SECONDS, *(o for o in outcomes if not isinstance(o, BaseException))]), 0.0)
+            return max(min([self.poll_seconds, *(o for o in outcomes if not isinstance(o, BaseException))]), 0.0)
         finally:
             self._round_started = None
 
     async def _fill_lane(self, name: str, lane: Lane, now: float) -> float:
+        if not lane.sendable(now):  # another dispatcher holds the lane (or our lease is lapsing): hand back
+            if lane.queue:
+                give = list(lane.queue)
+                lane.queue.clear()
+                await self._give_back(lane, give)
+            return self.poll_seconds
         wait = lane.wait(now)
         if wait > HOLD_BACK_SECONDS:
             # paused or rate-limited for a while: claim nothing, and give back what would outlive its lease
             await self._hold_back(lane, now + wait)
             return wait
-        if now - lane.checked_at >= MAX_IDLE_SECONDS or (lane.next_due_at is not None and lane.next_due_at <= now):
+        if now - lane.checked_at >= self.poll_seconds or (lane.next_due_at is not None and lane.next_due_at <= now):
             lane.may_have_work = True
         room = lane.room
         if room <= 0:
-            return MAX_IDLE_SECONDS  # a worker that finishes a batch wakes the loop (_lane_low)
+            return self.poll_seconds  # a worker that finishes a batch wakes the loop (_lane_low)
         if not lane.may_have_work:
-            return MAX_IDLE_SECONDS if lane.next_due_at is None else lane.next_due_at - now
+            return self.poll_seconds if lane.next_due_at is None else lane.next_due_at - now
         want = min(room, self.settings.claim_batch)
         # a fresh token per claim: a completion for a lease we lost and took back later is still fenced off
         self._claims += 1
@@ -243,13 +281,13 @@ class Dispatcher:
             return 0.0
         lane.may_have_work = False
         if lane.queue or lane.sending:
-            return MAX_IDLE_SECONDS  # busy: its workers wake the loop as they finish (_lane_low)
+            return self.poll_seconds  # busy: its workers wake the loop as they finish (_lane_low)
         due = await self.outbox.next_due_at(name)
         lane.next_due_at = due
         if not claimed and (due is None or due > now):
             lane.due_since = None
         if due is None:
-            return MAX_IDLE_SECONDS
+            return self.poll_seconds
         if due <= now:
             # due, yet not claimed: written after our claim, or locked by another claimer; look again soon
             return RECHECK_SECONDS
@@ -295,7 +333,9 @@ class Dispatcher:
             self._wake.set()
 
     def _throttled(self, lane: Lane) -> None:
-        """A 429 paused `lane`: let the claim loop give back what the lane holds."""
+        """A 429 paused `lane`: let the claim loop give back what the lane holds; store the pause for the lane's
+        next holder."""
+        self.keeper.save(lane)
         self._wake.set()
 
     # -- sending -------------------------------------------------------------------------------------
@@ -321,7 +361,12 @@ class Dispatcher:
                 lane.recorded.clear()
                 await lane.recorded.wait()
                 continue
-            wait = lane.wait(self.clock.now())
+            now = self.clock.now()
+            if not lane.sendable(now):  # the lease is lapsing: the claim loop gives the queue back or renews
+                self._wake.set()
+                await asyncio.sleep(HOLD_BACK_SECONDS / self.clock.scale)
+                continue
+            wait = lane.wait(now)
             if wait > 0:
                 await asyncio.sleep(min(wait, HOLD_BACK_SECONDS) / self.clock.scale)
                 continue

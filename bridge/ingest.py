@@ -15,7 +15,8 @@ import orjson
 from bridge.destinations.base import Destination
 from bridge.errors import MappingEvalError
 from bridge.limits import DEFAULT_LIMITS, EventTooLarge, Limits, encode_events
-from bridge.outbox.base import IngestResult, NewDelivery, NewRequest, NewWebhook, Outbox, WebhookStatus
+from bridge.ordering import ordering_for
+from bridge.outbox.base import IngestResult, NewDelivery, NewRequest, NewWebhook, Ordering, Outbox, WebhookStatus
 from bridge.providers.base import InboundEvent, Provider
 
 log = logging.getLogger("bridge.ingest")
@@ -70,16 +71,22 @@ def route(
     destinations: Mapping[str, Destination],
     encoded: Sequence[bytes] | None = None,
 ) -> list[NewDelivery]:
-    """One delivery per (event, destination that routes the event's name and accepts the event). `encoded`: the
-    events as JSON already (Mapped.encoded), used as the payloads."""
+    """One delivery per (event, destination that routes the event's name and accepts the event); ordered by key
+    for destinations with `ordering: by_key` (bridge/ordering.py). `encoded`: the events as JSON already
+    (Mapped.encoded), used as the payloads."""
     deliveries = []
     for index, event in enumerate(events):
         name = event["name"]
         payload: bytes | None = encoded[index] if encoded else None
+        ordering: Ordering | None = None
         for dest_name, destination in destinations.items():
             if destination.routes(name) and destination.accepts(event):
                 payload = payload or orjson.dumps(event)
-                deliveries.append(NewDelivery(dest_name, name, str(event["id"]), payload))
+                if destination.settings.ordering == "by_key":
+                    ordering = ordering or ordering_for(event)
+                    deliveries.append(NewDelivery(dest_name, name, str(event["id"]), payload, ordering))
+                else:
+                    deliveries.append(NewDelivery(dest_name, name, str(event["id"]), payload))
     return deliveries
 
 

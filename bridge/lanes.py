@@ -1,6 +1,9 @@
 """A lane: one destination's share of the dispatcher — its claimed-but-unsent deliveries, its rate limiter, its
 counters, and what the dispatcher knows about its due work, from which `health` tells whether it is moving.
 
+A lane sends only while this dispatcher holds its lease (`held_until`, kept by bridge/fleet.py) for longer than a
+request takes (`sendable`): with several replicas, one of them sends for each destination.
+
 A lane is *paused* while its rate limiter holds every request back (a 429's Retry-After, capped by
 `dispatcher.retry.max_retry_after`, or a full rate-limit window). It is *stalled* when it is not paused, has work
 due, and has made no attempt for longer than its lease: something that should never happen, and that `/readyz`
@@ -68,6 +71,8 @@ class LaneHealth:
     #: worker tasks restarted after ending unexpectedly
     restarts: int
     last_attempt_at: float | None
+    #: this dispatcher holds the lane's lease (another replica sends for the destination otherwise)
+    held: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +104,11 @@ class Lane:
     due_since: float | None = None
     #: when the latest rate-limit wait seen on this lane ends (or ended)
     unblocked_at: float = float("-inf")
+    #: until when this dispatcher holds the lane's lease (bridge/fleet.py); -inf: another one sends for it
+    held_until: float = float("-inf")
+    #: the last renewal granted the lane to this dispatcher, whose limiter was seeded from the outbox's history
+    #: when it took the lane (False: another dispatcher holds it)
+    seeded: bool = False
 
     @property
     def capacity(self) -> int:
@@ -126,6 +136,10 @@ class Lane:
             self.unblocked_at = max(self.unblocked_at, now + wait)
         return wait
 
+    def sendable(self, now: float) -> bool:
+        """Whether a request started now ends (timeout included) while this dispatcher still holds the lane."""
+        return self.held_until > now + self.destination.settings.timeout_seconds
+
     def has_work(self) -> bool:
         return bool(self.queue) or self.sending > 0 or self.recording > 0 or self.due_since is not None
 
@@ -135,6 +149,8 @@ class Lane:
 
     def health(self, now: float, *, claim_stuck: bool = False) -> LaneHealth:
         """`claim_stuck`: the claim loop has been inside one round for longer than a lease, so no lane gets work."""
+        if not self.seeded:  # another replica sends for this destination: nothing here to be paused or stalled
+            return LaneHealth(None, False, None, None, self.stats.restarts, self.stats.last_attempt_at, held=False)
         wait = self.wait(now)
         paused_until = now + wait if wait > 0 else None
         due_since = (self.due_since if self.due_since is not None else now) if self.has_work() else None

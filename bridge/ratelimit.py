@@ -11,6 +11,11 @@ connection). So a request holds its place in every window from `record` until on
 indefinitely while it is in flight: whenever a new request arrives, every request the destination may still
 count in its window is in ours. A request that is never sent gives its place back (`cancel`).
 
+The windows outlive the process: a limiter that takes over a destination (a restart, or another replica taking
+the lane over) is first seeded with the requests already sent (`seed`: each holds its place until one window
+after its answer, as if this limiter had sent it) and the pause state its predecessor left (`restore`). Where they
+are kept is the outbox's business (bridge/outbox/base.py, lanes); this module stays arithmetic.
+
 A 429 pauses the lane until its Retry-After (or an exponential cool-down when it gives none), never longer than
 `max_pause` (the retry policy's `max_retry_after`, the same cap the delivery's own next attempt obeys), and halves
 the admitted rate until a full (shortest) window passes without another 429. Concurrent requests that all come
@@ -24,7 +29,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from bridge.destinations.base import RateLimit
 from bridge.retry import RetryPolicy
@@ -124,3 +129,24 @@ class RateLimiter:
 
     def succeeded(self) -> None:
         self.cooldown = 0.0
+
+    def seed(self, answered: Iterable[float]) -> None:
+        """Count requests this limiter did not send (an earlier process, another replica): each answered at the
+        given time, so each holds its place until one window after it."""
+        for at in answered:
+            ticket = next(self._tickets)
+            for window in self.windows:
+                bisect.insort(window.log, (at, ticket))
+
+    def state(self) -> tuple[float, float, float | None, float]:
+        """(paused_until, factor, last throttled at or None, cooldown): what `restore` takes back."""
+        throttled = None if self.last_throttled == float("-inf") else self.last_throttled
+        return self.paused_until, self.factor, throttled, self.cooldown
+
+    def restore(self, paused_until: float, factor: float, throttled_at: float | None, cooldown: float) -> None:
+        """Take over a predecessor's pause and reduced rate (never loosening what this limiter has already)."""
+        if throttled_at is not None:  # a pause only ever follows a 429, and no 429 pauses longer than max_pause
+            self.paused_until = max(self.paused_until, min(paused_until, throttled_at + self.max_pause))
+            self.last_throttled = max(self.last_throttled, throttled_at)
+        self.factor = min(self.factor, max(factor, 1 / 64))
+        self.cooldown = max(self.cooldown, min(cooldown, MAX_COOLDOWN))

@@ -17,6 +17,9 @@ from bridge.outbox.base import Outbox
 from bridge.providers.base import Provider
 from bridge.reload import MappingReloader
 
+#: what a `bridge serve` process does: everything, take webhooks only, or deliver only
+ROLES = ("all", "ingest", "dispatch")
+
 
 @dataclass
 class BridgeState:
@@ -31,3 +34,9 @@ class BridgeState:
     dispatcher: Dispatcher | None = None
     reloader: MappingReloader | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    #: one of ROLES
+    role: str = "all"
+
+    @property
+    def takes_webhooks(self) -> bool:
+        return self.role != "dispatch"

@@ -137,6 +137,9 @@ async def handle(
     """(status, body, headers) for one webhook request; its handling time is observed per configured source
     (an unknown source name is never a label: strangers choose it)."""
     started = time.perf_counter()
+    if not state.takes_webhooks:  # a dispatch-only replica: the provider retries, reaching an ingest one
+        status, payload, extra = _error(503, "this replica does not take webhooks (role dispatch)")
+        return status, payload, [*extra, (b"retry-after", b"5")]
     if source not in state.providers:
         return _error(404, f"unknown source {source!r}")
     with logs.bound(source=source):

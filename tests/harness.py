@@ -93,10 +93,12 @@ async def running_bridge(
     extra: Mapping[str, Any] | None = None,
     providers: Mapping[str, Provider] | None = None,
     dispatch: bool = True,
+    role: str = "all",
 ) -> AsyncIterator[Bridge]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = write_config(tmp_path, destinations=destinations, extra=extra)
     settings = load_settings(path, {})
-    app = create_app(settings, clock=clock, providers=providers, dispatch=dispatch)
+    app = create_app(settings, clock=clock, providers=providers, dispatch=dispatch, role=role)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bridge.test") as client:

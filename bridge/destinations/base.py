@@ -104,6 +104,9 @@ class DestinationSettings:
     rate_limits: tuple[RateLimit, ...] | None = None
     timeout_seconds: float = 10.0
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may carry credentials
+    #: "by_key": events sharing an ordering key are delivered one at a time, in the order they occurred
+    #: (bridge/ordering.py); "none": in any order
+    ordering: str = "none"
     #: type-specific keys, see Destination.options (API keys among them: never in repr or logs)
     options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 

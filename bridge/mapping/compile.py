@@ -23,7 +23,10 @@ from bridge.mapping import analysis, fast, generate
 from bridge.mapping.evaluate import CompiledMapping, FieldPlan, MappingSet, Rule, coercer
 
 FILE_KEYS = ("provider", "description", "defaults", "events")
-RULE_KEYS = ("name", "when", "fields", "description")
+RULE_KEYS = ("name", "when", "fields", "description", "ordering_key", "sequence")
+#: the rule keys that are expressions beside the fields, and the kind each gives: the key that orders the event's
+#: deliveries (destinations with `ordering: by_key`) and the provider's sequence number for it
+ORDERING_KEYS = {"ordering_key": "string", "sequence": "int"}
 REQUIRED_FIELDS = ("id", "occurred_at")
 SYNTAX_HINT = "check the JMESPath syntax at this column: text constants are 'quoted', JSON constants `backticked`"
 _ORDER = {path: index for index, path in enumerate(FIELDS)}
@@ -236,10 +239,25 @@ class _FileCompiler:
         plans.sort(key=_field_order)
         paths = [plan.path for plan in plans]
         plans = [_with_copy(plan, any(p.startswith(plan.path + ".") for p in paths)) for plan in plans]
+        ordering = {
+            key: self.field(key, node[key], node.value_mark(key), kind)
+            for key, kind in ORDERING_KEYS.items()
+            if key in node
+        }
         if not isinstance(name, str):
             return None
-        run = generate.rule_function(when_node, when, plans)
-        return Rule(event_type, index, node.start[0], name, when, when_text, tuple(plans), run)
+        return Rule(
+            event_type,
+            index,
+            node.start[0],
+            name,
+            when,
+            when_text,
+            tuple(plans),
+            generate.rule_function(when_node, when, plans),
+            ordering_key=ordering.get("ordering_key"),
+            sequence=ordering.get("sequence"),
+        )
 
     # -- fields and expressions ----------------------------------------------------------------------------
 
@@ -273,8 +291,8 @@ class _FileCompiler:
                 self.broken.add(path)  # already reported: no second "sets no id" error for it
         return plans
 
-    def field(self, path: str, value: Any, mark: Mark) -> FieldPlan | None:
-        kind = FIELDS.get(path)
+    def field(self, path: str, value: Any, mark: Mark, kind: str | None = None) -> FieldPlan | None:
+        kind = kind or FIELDS.get(path)
         if value is None:
             return None  # an explicit null: this rule leaves the field out (overrides a default)
         if isinstance(value, bool | int | float):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import MappingEvalError
-from bridge.events import coerce
+from bridge.events import FieldValueError, coerce
 from bridge.mapping.fast import Getter
 from bridge.mapping.generate import CoerceFailed, FieldFailed, RuleFunction, WhenFailed
 from bridge.providers.base import InboundEvent
@@ -47,6 +47,10 @@ class Rule:
     fields: tuple[FieldPlan, ...]
     #: the whole rule as one generated function (generate.py): None when `when` is false, else the field values
     run: RuleFunction
+    #: the entity whose events a `by_key` destination delivers in order (None: the canonical entity id)
+    ordering_key: FieldPlan | None = None
+    #: the provider's sequence number of the event, ordering events that occurred in the same second
+    sequence: FieldPlan | None = None
 
 
 def coercer(kind: str | None) -> Coercer | None:
@@ -137,18 +141,18 @@ class CompiledMapping:
                 plan = rule.fields[failed.index]
                 raise self._error(rule, plan.path, f"{failed.cause} (from {plan.expression!r})") from None
             if values is not None:
-                produced.append(self._emit(rule, values, event, source, provider))
+                produced.append(self._emit(rule, values, document, event, source, provider))
         return produced
 
     def _emit(
-        self, rule: Rule, values: dict[str, Any], event: InboundEvent, source: str, provider: str
+        self, rule: Rule, values: dict[str, Any], document: Any, event: InboundEvent, source: str, provider: str
     ) -> dict[str, Any]:
         for required in ("id", "occurred_at"):
             if required not in values:
                 text = next((plan.expression for plan in rule.fields if plan.path == required), None)
                 why = f"{text!r} gave null" if text else "no expression sets it"
                 raise self._error(rule, required, f"required, but {why}")
-        return {
+        out = {
             "name": rule.name,
             "id": values.pop("id"),
             "occurred_at": values.pop("occurred_at"),
@@ -160,6 +164,24 @@ class CompiledMapping:
             },
             **values,
         }
+        for extra in (rule.ordering_key, rule.sequence):
+            if extra is not None:
+                value = self._value(rule, extra, document)
+                if value is not None:  # null: the default applies (the canonical entity id; no sequence)
+                    out[extra.path] = value
+        return out
+
+    def _value(self, rule: Rule, plan: FieldPlan, document: Any) -> Any:
+        try:
+            value = plan.get(document)
+        except Exception as exc:
+            raise self._error(rule, plan.path, f"{_describe(exc)} (in {plan.expression!r})") from exc
+        if value is not None and plan.coerce is not None:
+            try:
+                value = plan.coerce(value)
+            except FieldValueError as exc:
+                raise self._error(rule, plan.path, f"{exc} (from {plan.expression!r})") from None
+        return value
 
     def _error(self, rule: Rule, field: str, detail: str) -> MappingEvalError:
         return MappingEvalError(

@@ -75,16 +75,19 @@ def routes(state: BridgeState) -> list[Route]:
         return _json({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        """Ready for this replica's role: the outbox answers, and (where it delivers) no lane it holds is
+        stalled. An ingest-only replica has no lanes; a dispatch-only one says so (it takes no webhooks)."""
+        role = state.role
         if state.outbox is None:
-            return _json({"status": "starting"}, 503)
+            return _json({"status": "starting", "role": role}, 503)
         try:
             await state.outbox.ping()
         except OutboxError as exc:
-            return _json({"status": "unavailable", "outbox": str(exc)}, 503)
+            return _json({"status": "unavailable", "role": role, "outbox": str(exc)}, 503)
         stuck = lanes.stalled(state)
         if stuck:
-            return _json({"status": "stalled", "stalled": stuck}, 503)
-        return _json({"status": "ready"})
+            return _json({"status": "stalled", "role": role, "stalled": stuck}, 503)
+        return _json({"status": "ready", "role": role})
 
     async def full_stats() -> dict[str, Any]:
         """Outbox stats with every configured destination present, zeros included."""
@@ -97,7 +100,10 @@ def routes(state: BridgeState) -> list[Route]:
         for name, lane in lanes.lane_health(state).items():
             per.setdefault(name, dict(zero)).update(lane.as_dict())
         if state.dispatcher is not None:
-            stats["dispatcher"] = {"claim_restarts": state.dispatcher.claim_restarts}
+            stats["dispatcher"] = {
+                "claim_restarts": state.dispatcher.claim_restarts,
+                "claim_failures": state.dispatcher.claim_failures,
+            }
         return stats
 
     async def metrics(request: Request) -> Response:
@@ -152,6 +158,19 @@ def routes(state: BridgeState) -> list[Route]:
         count = await outbox().retry(state.clock.now(), ids=[delivery_id], status=None)
         _wake(state, [row["destination"]])
         return _json({"retried": count})
+
+    async def skip_one(request: Request) -> Response:
+        """Give a dead (or pending) delivery up: it stays dead and stops holding its ordering key."""
+        delivery_id = whole(request.path_params["id"], "id")
+        assert delivery_id is not None
+        row = await outbox().get_delivery(delivery_id)
+        if row is None:
+            return _error("no such delivery", 404)
+        if row["status"] not in ("dead", "pending"):
+            return _error(f"only dead or pending deliveries can be skipped; this one is {row['status']}", 409)
+        count = await outbox().skip([delivery_id], state.clock.now())
+        _wake(state, [row["destination"]])
+        return _json({"skipped": count})
 
     async def retry_bulk(request: Request) -> Response:
         body = await request.body()
@@ -318,6 +337,7 @@ def routes(state: BridgeState) -> list[Route]:
         Route("/ops/deliveries/retry", guarded(retry_bulk), methods=["POST"]),
         Route("/ops/deliveries/{id:id}", guarded(get_delivery)),
         Route("/ops/deliveries/{id:id}/retry", guarded(retry_one), methods=["POST"]),
+        Route("/ops/deliveries/{id:id}/skip", guarded(skip_one), methods=["POST"]),
         Route("/ops/webhooks", guarded(list_webhooks)),
         Route("/ops/webhooks/replay", guarded(replay_bulk), methods=["POST"]),
         Route("/ops/webhooks/{id:id}", guarded(get_webhook)),

@@ -4,6 +4,7 @@
     GET  /ops/ui/overview             the overview's table alone (what the refresh fetches)
     GET  /ops/ui/deliveries           dead letters and failures, filterable; Retry / Retry all shown
     POST /ops/ui/deliveries/retry     retry the ids posted (CSRF)
+    POST /ops/ui/deliveries/skip      give the id posted up (dead, no longer holding its ordering key; CSRF)
     GET  /ops/ui/webhooks             stored webhooks, filterable
     GET  /ops/ui/webhooks/{id}        one webhook: headers, body, canonical events, deliveries, Replay
     POST /ops/ui/webhooks/{id}/replay dry run (the diff), then with confirm=1 the replay itself (CSRF)
@@ -230,6 +231,19 @@ def routes(state: BridgeState) -> list[Route]:
         separator = "&" if "?" in back else "?"
         return RedirectResponse(f"{back}{separator}{urlencode({'notice': f'{count} of {len(ids)} retried'})}", 303)
 
+    async def skip(request: Request, viewer: Viewer) -> Response:
+        form: dict[str, list[str]] = request.state.form
+        delivery_id = whole(_one(form, "id"), "id")
+        back = _back(_one(form, "back"), "/ops/ui/deliveries")
+        if delivery_id is None:
+            raise ValueError("no delivery chosen")
+        count = await views.outbox(state).skip([delivery_id], state.clock.now())
+        log.info("ops page skip", extra={"delivery_ids": [delivery_id], "skipped": count, "via": viewer.via})
+        wake(None)
+        notice = f"delivery {delivery_id} skipped" if count else f"delivery {delivery_id} was not dead or pending"
+        separator = "&" if "?" in back else "?"
+        return RedirectResponse(f"{back}{separator}{urlencode({'notice': notice})}", 303)
+
     # -- webhooks ----------------------------------------------------------------------------------
 
     async def webhooks(request: Request, viewer: Viewer) -> Response:
@@ -358,6 +372,7 @@ def routes(state: BridgeState) -> list[Route]:
         Route("/ops/ui/overview", page(overview_part)),
         Route("/ops/ui/deliveries", page(deliveries)),
         Route("/ops/ui/deliveries/retry", page(retry, action=True), methods=["POST"]),
+        Route("/ops/ui/deliveries/skip", page(skip, action=True), methods=["POST"]),
         Route("/ops/ui/webhooks", page(webhooks)),
         Route("/ops/ui/webhooks/{id:id}", page(webhook)),
         Route("/ops/ui/webhooks/{id:id}/replay", page(replay, action=True), methods=["POST"]),

@@ -76,6 +76,8 @@ async def overview(state: BridgeState) -> dict[str, Any]:
                 **counts,
                 "paused_until": paused_until if paused_until is not None and paused_until > now else None,
                 "stalled": lane is not None and lane.stalled,
+                # another replica holds the lane (PostgreSQL): its own page shows the lane's state
+                "elsewhere": lane is not None and not lane.held,
                 "failure": await last_failure(state, name) if counts.get("last_failure_at") else None,
             }
         )

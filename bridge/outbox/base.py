@@ -14,19 +14,33 @@ Tables (names and columns are the same in every implementation):
   webhook_keys, delivery_keys   the dedup keys, kept apart from the rows so a purge never forgets them
               (bridge/outbox/dedup.py states the rules): per source, provider event ids and body SHA-256s; per
               (source, destination, event name, event id), the one delivery of that fact.
+  lanes       one row per destination: which dispatcher sends for it (owner, lease_until) and its limiter's
+              pause after a 429 (paused_until, factor, throttled_at, cooldown), so both outlive a process.
 
 Webhook status: accepted (mapped, deliveries created or deduplicated), ignored (no mapping for the type, or no
 rule matched), mapping_failed (the mapping raised; `error` says why; replayable).
 
 Delivery status:  pending ──claim──▶ in_flight ──complete──▶ delivered | pending (retry) | dead
                   in_flight with lease_until <= now is claimable again (the owner crashed or hung).
+                  dead ──skip──▶ dead with skipped_at set: ops gave it up, it no longer holds its ordering key.
+
+Ordering: a delivery may carry an ordering key (destinations with `ordering: by_key`). Deliveries of one
+destination sharing a key are *open* while pending, in flight, or dead and not skipped; only the first open one
+in (ordering_at, ordering_seq, id) order is claimable, and none while another of the key is leased. Deliveries
+without a key are claimed as before, so one blocked key never holds up the others.
+
+Lanes: a destination's sending (its claims and its rate limiter) belongs to one dispatcher at a time, the holder
+of the lane's lease (`hold_lanes`). A new holder seeds its limiter from `lane_history`: the requests recorded in
+`attempts` (destination, started_at, latency) and the deliveries still leased by someone else, whose requests may
+have gone out unrecorded. With one process per SQLite file every lane is always granted; with PostgreSQL the
+replicas share them, so each destination's documented limits hold for the fleet.
 
 All times are Unix seconds (float) passed in by the caller; the outbox never reads a clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -37,11 +51,25 @@ WEBHOOK_STATUSES: tuple[WebhookStatus, ...] = ("accepted", "ignored", "mapping_f
 
 
 @dataclass(frozen=True, slots=True)
+class Ordering:
+    """Where a delivery stands among its destination's deliveries of the same key."""
+
+    #: the entity whose events go one at a time (a subscription, contract or order), scoped by source
+    key: str
+    #: when the provider event occurred (Unix seconds)
+    at: float
+    #: the provider's sequence number for the event, where it has one (else 0)
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class NewDelivery:
     destination: str
     event_name: str
     event_id: str
     payload: bytes  # the canonical event, JSON
+    #: None: delivered in any order (the destination does not order by key)
+    ordering: Ordering | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +163,30 @@ class AttemptResult:
     response_excerpt: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class LaneState:
+    """A lane's limiter state beyond its windows: a 429's pause and the reduced rate after it."""
+
+    paused_until: float = 0.0
+    #: fraction of the documented rate admitted (1.0: all of it)
+    factor: float = 1.0
+    throttled_at: float | None = None
+    #: the current cool-down after 429s without Retry-After (seconds; 0: none)
+    cooldown: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LaneHistory:
+    """What a lane's new holder needs to seed its rate limiter."""
+
+    #: (started_at, answered_at) of each request recorded for the destination since the time asked for
+    sends: list[tuple[float, float]]
+    #: lease_until of each delivery of the destination leased by another owner (or found in flight by the last
+    #: open): its request may have gone out and been answered without being recorded
+    unrecorded: list[float]
+    state: LaneState
+
+
 class Outbox(Protocol):
     """Storage for webhooks and deliveries. Every write is durable when its coroutine returns."""
 
@@ -162,7 +214,12 @@ class Outbox(Protocol):
     async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
         """Lease up to `limit` due deliveries of `destination`: pending with next_attempt_at <= now, or in_flight
         with lease_until <= now; oldest next_attempt_at first. Sets in_flight, lease_until=now+lease_seconds and
-        lease_owner=owner."""
+        lease_owner=owner. A delivery with an ordering key is claimable only while it is the first open one of its
+        key and no other of its key is leased (see the module docstring), so one claim takes at most one per key.
+        A claim that comes back short parks the due deliveries it could not take because of their key: their
+        next_attempt_at moves to when their key's first delivery is due (at most rows.PARK_SECONDS ahead; their
+        own time is kept), so later claims do not walk past them again; delivering or skipping that first one
+        makes them due at once."""
         ...
 
     async def complete(self, results: Sequence[AttemptResult]) -> list[bool]:
@@ -176,7 +233,36 @@ class Outbox(Protocol):
         ...
 
     async def next_due_at(self, destination: str | None = None) -> float | None:
-        """The earliest next_attempt_at of pending deliveries (or lease_until of in_flight ones), or None."""
+        """The earliest next_attempt_at of pending deliveries (or lease_until of in_flight ones), or None. A
+        delivery blocked behind its key may come due before a claim can take it; the claim that cannot then
+        parks it (see claim), so a blocked key costs a look every PARK_SECONDS at most, not a busy loop."""
+        ...
+
+    # -- lanes: who sends for a destination, and what its rate limiter must remember -------------------
+
+    async def hold_lanes(self, destinations: Sequence[str], owner: str, now: float, ttl: float) -> list[str]:
+        """Take or keep the lease on each destination's lane for `owner`, until now + ttl: granted where the lane
+        is free, its lease ran out, or `owner` holds it already. Returns the destinations `owner` now holds."""
+        ...
+
+    async def release_lanes(self, destinations: Sequence[str], owner: str) -> None:
+        """Give up `owner`'s leases on these lanes (at shutdown), so another dispatcher takes them at once."""
+        ...
+
+    async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
+        """The destination's requests recorded since `since`, its deliveries leased by owners other than `owner`
+        (claim tokens are `owner` + ":" + a suffix), and its stored LaneState."""
+        ...
+
+    async def save_lane_state(self, destination: str, owner: str, state: LaneState) -> bool:
+        """Store the lane's LaneState if `owner` holds the lane; whether it did."""
+        ...
+
+    async def watch(self, on_work: Callable[[Sequence[str] | None], None], on_lanes: Callable[[], None]) -> None:
+        """Call `on_work(destinations)` when another process commits work for them (None: for any destination),
+        and `on_lanes()` when one releases lanes (PostgreSQL: LISTEN/NOTIFY). Polling stays the fallback: nothing
+        is lost if a call is missed. A no-op where one process owns the store (SQLite), which wakes its dispatcher
+        itself."""
         ...
 
     # -- ops -------------------------------------------------------------------------------------------
@@ -247,6 +333,12 @@ class Outbox(Protocol):
         a delivery whose (source, destination, event_name, event_id) is known is skipped, and with `force` a
         stored delivered or dead one is reset to pending (dedup.remap_actions). One transaction. `dry_run` decides
         the same way and writes nothing. OutboxError if there is no such webhook."""
+        ...
+
+    async def skip(self, delivery_ids: Sequence[int], now: float) -> int:
+        """Give up dead (or pending) deliveries: they become dead with skipped_at=now and stop holding their
+        ordering key. In-flight and delivered ones are left alone. A later retry makes one pending (and
+        ordered) again. Returns how many were skipped."""
         ...
 
     async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> PurgeResult:

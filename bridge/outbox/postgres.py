@@ -8,6 +8,10 @@ Same tables and semantics as the SQLite outbox. Differences:
 - migrations take a transaction-scoped advisory lock, so replicas starting together don't race;
 - dedup: the key tables' primary keys with `ON CONFLICT DO NOTHING` decide what is new (the single SQLite writer
   reads and decides in Python; bridge/outbox/dedup.py holds the rules both follow).
+- lanes are leased rows (`lanes`), so each destination's sending and its rate limiter live in one replica at a
+  time, and claims of one destination take turns (an advisory lock), which keeps per-key ordering exact;
+- replicas wake each other with LISTEN/NOTIFY (bridge/outbox/postgres_notify.py): work committed here wakes the
+  replica sending for its destination at once instead of at its next poll.
 Transactions that hit a deadlock or serialization failure are retried a few times before giving up.
 
 Bounded waits: taking a pooled connection waits at most `acquire_timeout` seconds and every statement at most
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -39,7 +45,9 @@ from bridge.outbox.base import (
     PurgeResult,
     RemapResult,
 )
+from bridge.outbox.postgres_fleet import PostgresFleet
 from bridge.outbox.postgres_ingest import SeenBody, Vanished, duplicates, ingest
+from bridge.outbox.postgres_notify import ALL, Announcer, Listener
 from bridge.outbox.postgres_purge import purge_keys, purge_rows
 from bridge.outbox.postgres_remap import fact_states, remap, remap_result
 from bridge.outbox.postgres_schema import MIGRATIONS, migrate
@@ -69,8 +77,9 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-class PostgresOutbox:
-    """The outbox in PostgreSQL; see the module docstring. The contract is bridge.outbox.base.Outbox."""
+class PostgresOutbox(PostgresFleet):
+    """The outbox in PostgreSQL; see the module docstring. The contract is bridge.outbox.base.Outbox (its lanes,
+    wake-ups and skip: bridge/outbox/postgres_fleet.py)."""
 
     _migrations = MIGRATIONS
 
@@ -93,6 +102,10 @@ class PostgresOutbox:
         #: seconds one whole operation may take, acquire included (None: unbounded, when statements are)
         self.deadline = max(acquire_timeout, statement_timeout) + 1.0 if statement_timeout > 0 else None
         self._pool: Any = None
+        #: names this process in the NOTIFYs it sends, so it ignores its own
+        self.instance = f"{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.announcer = Announcer(self.instance, self._acquire)
+        self.listener: Listener | None = None
 
     def __repr__(self) -> str:
         return "PostgresOutbox(...)"  # the DSN may hold a password
@@ -126,6 +139,10 @@ class PostgresOutbox:
         self._pool = pool
 
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
+            self.listener = None
+        await self.announcer.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -134,6 +151,9 @@ class PostgresOutbox:
                 pool.terminate()
 
     # -- plumbing ------------------------------------------------------------------------------------------
+
+    def _acquire(self) -> Any:
+        return self._require_pool().acquire(timeout=self.acquire_timeout)
 
     def _require_pool(self) -> Any:
         if self._pool is None:
@@ -198,16 +218,22 @@ class PostgresOutbox:
         clean = r.clean_request(request, strip_nul=True)
         body = dedup.body_key(request.body)
         try:
-            return await self._write(lambda conn: ingest(conn, clean, body))
+            results = await self._write(lambda conn: ingest(conn, clean, body))
         except SeenBody:
             return await self._write(lambda conn: duplicates(conn, clean, body))
+        if any(result.deliveries_created for result in results):
+            self.announcer.work({d.destination for w in clean.webhooks for d in w.deliveries})
+        return results
 
     async def claim(self, destination: str, limit: int, now: float, lease_seconds: float, owner: str) -> list[Delivery]:
         if limit <= 0:
             return []
 
         async def work(conn: Any) -> list[Delivery]:
+            await conn.execute(q.CLAIM_TURN, destination)
             rows = await conn.fetch(q.CLAIM, destination, now, limit, owner, now + lease_seconds)
+            if len(rows) < limit:  # what is still due is blocked behind its key: park it (see q.PARK)
+                await conn.execute(q.PARK, destination, now, r.PARK_SECONDS, r.FAR, r.PARK_SCAN)
             return r.sort_claimed(rows)
 
         return await self._write(work)
@@ -235,6 +261,10 @@ class PostgresOutbox:
                 done_ids = {int(row[0]) for row in done}
                 for i in round_:
                     applied[i] = flat[i].delivery_id in done_ids
+            delivered = [flat[i] for i, ok in enumerate(applied) if ok and flat[i].verdict == "delivered"]
+            if delivered:  # what was parked behind them is due again
+                at = max(r.finished_at(x) for x in delivered)
+                await conn.execute(q.UNPARK, at, [x.delivery_id for x in delivered])
             await conn.execute(
                 q.INSERT_ATTEMPTS,
                 [x.delivery_id for x in flat],
@@ -324,7 +354,10 @@ class PostgresOutbox:
             async def by_ids(conn: Any) -> int:
                 return len(await conn.fetch(q.RETRY_IDS, now, unique, statuses))
 
-            return await self._write(by_ids) if unique else 0
+            retried = await self._write(by_ids) if unique else 0
+            if retried:
+                self.announcer.work([ALL])
+            return retried
         sql = q.retry_filter(destination is not None)
         extra = [destination] if destination is not None else []
 
@@ -335,6 +368,8 @@ class PostgresOutbox:
         while True:  # chunked, so a bulk retry holds few row locks at a time
             n = await self._write(chunk)
             total += n
+            if total:
+                self.announcer.work([destination] if destination is not None else [ALL])
             if n < r.BULK_CHUNK:
                 return total
 
@@ -402,9 +437,12 @@ class PostgresOutbox:
                     raise OutboxError(f"webhook {webhook_id} does not exist")
                 states = await fact_states(conn, source, clean)
             return remap_result(clean, {k: state for k, (_, state) in states.items()}, force=force)
-        return await self._write(
+        result = await self._write(
             lambda conn: remap(conn, webhook_id, status, error, events, clean, now=now, force=force)
         )
+        if result.created or result.reset:
+            self.announcer.work({d.destination for d in clean})
+        return result
 
     async def purge(self, before: float, statuses: Sequence[str] = ("delivered",)) -> PurgeResult:
         """See Outbox.purge."""

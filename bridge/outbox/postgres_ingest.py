@@ -19,6 +19,7 @@ from typing import Any
 from bridge.outbox import dedup
 from bridge.outbox import postgres_queries as q
 from bridge.outbox.base import IngestResult, NewDelivery, NewRequest, NewWebhook
+from bridge.outbox.rows import ordering_values
 
 
 class Vanished(Exception):
@@ -122,7 +123,8 @@ async def duplicates(conn: Any, request: NewRequest, body: str) -> list[IngestRe
 
 
 def delivery_arrays(planned: Sequence[tuple[int, int, NewDelivery]]) -> list[list[Any]]:
-    """INSERT_DELIVERIES' arrays ($3..$8) for (delivery id, webhook id, delivery) rows."""
+    """INSERT_DELIVERIES' arrays ($3..$11) for (delivery id, webhook id, delivery) rows."""
+    ordering = [ordering_values(d) for _, _, d in planned]
     return [
         [delivery_id for delivery_id, _, _ in planned],
         [webhook_id for _, webhook_id, _ in planned],
@@ -130,4 +132,7 @@ def delivery_arrays(planned: Sequence[tuple[int, int, NewDelivery]]) -> list[lis
         [d.event_name for _, _, d in planned],
         [d.event_id for _, _, d in planned],
         [d.payload for _, _, d in planned],
+        [key for key, _, _ in ordering],
+        [at for _, at, _ in ordering],
+        [seq for _, _, seq in ordering],
     ]

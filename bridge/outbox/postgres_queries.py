@@ -54,11 +54,13 @@ FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12:
 """
 
 # $1 source, $2 now; arrays $3 delivery ids, $4 webhook ids, $5 destinations, $6 event names, $7 event ids,
-# $8 payloads. Claims each fact's key and inserts the deliveries whose keys were new. Returns their webhook ids.
+# $8 payloads, $9 ordering keys, $10 ordering times, $11 ordering sequences. Claims each fact's key and inserts the
+# deliveries whose keys were new. Returns their webhook ids.
 INSERT_DELIVERIES = """
 WITH u AS (
-    SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bytea[])
-        AS u (id, webhook_id, destination, event_name, event_id, payload)
+    SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::text[],
+        $10::float8[], $11::bigint[])
+        AS u (id, webhook_id, destination, event_name, event_id, payload, ordering_key, ordering_at, ordering_seq)
 ), k AS (
     INSERT INTO delivery_keys (source, destination, event_name, event_id, delivery_id, seen_at)
     SELECT $1, u.destination, u.event_name, u.event_id, u.id, $2 FROM u
@@ -66,9 +68,10 @@ WITH u AS (
     ON CONFLICT DO NOTHING RETURNING delivery_id
 )
 INSERT INTO deliveries (id, webhook_id, destination, event_name, event_id, payload, status, attempts,
-    next_attempt_at, created_at, updated_at)
+    next_attempt_at, created_at, updated_at, ordering_key, ordering_at, ordering_seq)
 OVERRIDING SYSTEM VALUE
-SELECT u.id, u.webhook_id, u.destination, u.event_name, u.event_id, u.payload, 'pending', 0, $2, $2, $2
+SELECT u.id, u.webhook_id, u.destination, u.event_name, u.event_id, u.payload, 'pending', 0, $2, $2, $2,
+    u.ordering_key, u.ordering_at, u.ordering_seq
 FROM u JOIN k ON k.delivery_id = u.id
 RETURNING webhook_id, destination, event_name, event_id
 """
@@ -84,25 +87,76 @@ LEFT JOIN deliveries AS d ON d.id = dk.delivery_id
 """
 LOCK_DELIVERIES = "SELECT id, status FROM deliveries WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
 
+def first_of_key(row: str, now: str) -> str:
+    """True where the delivery `row` may be claimed as far as ordering goes: it has no ordering key, or it is the
+    first open delivery of its key (open: pending, in flight, or dead and not skipped) and no other of its key is
+    leased until after `now`. Served by the partial index deliveries_order."""
+    leased = f"o.status = 'in_flight' AND o.lease_until > {now}"
+    return f"""({row}.ordering_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries AS o
+        WHERE o.destination = {row}.destination AND o.ordering_key = {row}.ordering_key AND o.status <> 'delivered'
+            AND o.id <> {row}.id AND o.skipped_at IS NULL
+            AND ((o.ordering_at, o.ordering_seq, o.id) < ({row}.ordering_at, {row}.ordering_seq, {row}.id)
+                OR ({leased}))))"""
+
+
+#: claims of one destination take turns (a transaction-scoped lock; $1 destination), so two claimers never both
+#: see a key's first delivery as unleased and take it and its successor
+CLAIM_TURN = "SELECT pg_advisory_xact_lock(1651663212, hashtext($1))"
+
 # $1 destination, $2 now, $3 limit, $4 owner, $5 lease_until. SKIP LOCKED: concurrent claimers take disjoint rows.
 CLAIM = f"""
 WITH pending AS (
-    SELECT id, next_attempt_at FROM deliveries
-    WHERE destination = $1 AND status = 'pending' AND next_attempt_at <= $2
+    SELECT id, next_attempt_at FROM deliveries AS d
+    WHERE destination = $1 AND status = 'pending' AND next_attempt_at <= $2 AND {first_of_key("d", "$2")}
     ORDER BY next_attempt_at, id LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), expired AS (
-    SELECT id, next_attempt_at FROM deliveries
-    WHERE destination = $1 AND status = 'in_flight' AND lease_until <= $2
+    SELECT id, next_attempt_at FROM deliveries AS d
+    WHERE destination = $1 AND status = 'in_flight' AND lease_until <= $2 AND {first_of_key("d", "$2")}
     ORDER BY next_attempt_at, id LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
     SELECT id FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired) AS due
     ORDER BY next_attempt_at, id LIMIT $3
 )
-UPDATE deliveries AS d SET status = 'in_flight', lease_owner = $4, lease_until = $5, updated_at = $2
+UPDATE deliveries AS d SET status = 'in_flight', lease_owner = $4, lease_until = $5, updated_at = $2,
+    parked_from = NULL
 FROM chosen WHERE d.id = chosen.id
 RETURNING {", ".join("d." + column for column in CLAIM_COLUMNS)}
+"""
+
+# Parking (see sqlite_queries.PARK): $1 destination, $2 now, $3 park seconds, $4 far, $5 rows to scan at most
+PARK = """
+UPDATE deliveries AS u SET parked_from = coalesce(u.parked_from, u.next_attempt_at), next_attempt_at = p.until
+FROM (
+    SELECT id, least(blocker, $2 + $3) AS until FROM (
+        SELECT d.id, CASE
+            WHEN EXISTS (
+                SELECT 1 FROM deliveries AS f WHERE f.destination = d.destination AND f.ordering_key = d.ordering_key
+                    AND f.status <> 'delivered' AND f.status = 'in_flight') THEN $2
+            ELSE (
+                SELECT CASE WHEN h.id = d.id THEN $2 WHEN h.status = 'pending' THEN h.next_attempt_at
+                    WHEN h.status = 'dead' THEN $4 ELSE $2 END
+                FROM deliveries AS h
+                WHERE h.destination = d.destination AND h.ordering_key = d.ordering_key
+                    AND h.status <> 'delivered' AND h.skipped_at IS NULL
+                ORDER BY h.ordering_at, h.ordering_seq, h.id LIMIT 1)
+            END AS blocker
+        FROM deliveries AS d
+        WHERE d.destination = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 AND d.ordering_key IS NOT NULL
+        ORDER BY d.next_attempt_at LIMIT $5) AS b
+    WHERE blocker > $2) AS p
+WHERE u.id = p.id AND u.status = 'pending'
+"""
+
+# $1 the time, $2 ids of deliveries that stopped blocking their key: what was parked behind them is due again
+UNPARK = """
+UPDATE deliveries AS u SET next_attempt_at = greatest(u.parked_from, $1), parked_from = NULL
+FROM (SELECT DISTINCT destination, ordering_key FROM deliveries
+      WHERE id = ANY($2::bigint[]) AND ordering_key IS NOT NULL) AS k
+WHERE u.destination = k.destination AND u.ordering_key = k.ordering_key AND u.status <> 'delivered'
+    AND u.parked_from IS NOT NULL
 """
 
 # arrays: id, owner, verdict, next_attempt_at, status_code, error, finished_at
@@ -123,15 +177,17 @@ WHERE d.id = r.id AND d.status = 'in_flight' AND d.lease_owner = r.owner
 RETURNING d.id
 """
 
+# each attempt names its delivery's destination (a lane's recent requests are one index range); attempts of
+# deliveries purged meanwhile are dropped
 INSERT_ATTEMPTS = """
 INSERT INTO attempts (delivery_id, started_at, status_code, latency_ms, error, response_excerpt, verdict,
-    lease_owner, applied)
+    lease_owner, applied, destination)
 SELECT a.delivery_id, a.started_at, a.status_code, a.latency_ms, a.error, a.response_excerpt, a.verdict,
-    a.lease_owner, a.applied
+    a.lease_owner, a.applied, d.destination
 FROM unnest($1::bigint[], $2::float8[], $3::int[], $4::float8[], $5::text[], $6::text[], $7::text[], $8::text[],
     $9::bool[]) AS a (delivery_id, started_at, status_code, latency_ms, error, response_excerpt, verdict,
     lease_owner, applied)
-WHERE EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = a.delivery_id)
+JOIN deliveries AS d ON d.id = a.delivery_id
 """
 
 RECORD_ACTIVITY = """
@@ -154,7 +210,7 @@ RETURNING id
 
 _RETRY_SET = (
     "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, lease_owner = NULL, lease_until = NULL, "
-    "delivered_at = NULL, updated_at = $1 WHERE "
+    "delivered_at = NULL, skipped_at = NULL, parked_from = NULL, updated_at = $1 WHERE "
 )
 _NOT_DUE = "NOT (status = 'pending' AND next_attempt_at <= $1)"
 
@@ -167,7 +223,7 @@ def retry_filter(by_destination: bool) -> str:
     destination = " AND destination = $4" if by_destination else ""
     return (
         f"{_RETRY_SET} id IN (SELECT id FROM deliveries WHERE status = ANY($2::text[]){destination} "
-        f"AND {_NOT_DUE} ORDER BY id LIMIT $3 FOR UPDATE) RETURNING id"
+        f"AND skipped_at IS NULL AND {_NOT_DUE} ORDER BY id LIMIT $3 FOR UPDATE) RETURNING id"
     )
 
 
@@ -218,13 +274,50 @@ WHERE k.source = u.source AND k.destination = u.destination AND k.event_name = u
     AND k.event_id = u.event_id
 """
 
+# $1 skipped_at, $2 ids
+SKIP = """
+UPDATE deliveries SET status = 'dead', skipped_at = $1, lease_owner = NULL, lease_until = NULL, parked_from = NULL
+WHERE id = ANY($2::bigint[]) AND status IN ('pending', 'dead') AND skipped_at IS NULL
+RETURNING id, destination
+"""
+
+# -- lanes ---------------------------------------------------------------------------------------------
+
+# $1 destinations, $2 owner, $3 lease_until, $4 now. Granted where free, run out, or held by owner already; in
+# destination order, so two dispatchers asking at once queue on the rows instead of deadlocking.
+HOLD_LANES = """
+INSERT INTO lanes (destination, owner, lease_until)
+SELECT name, $2, $3 FROM unnest($1::text[]) AS u (name) ORDER BY name
+ON CONFLICT (destination) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+WHERE lanes.owner IS NULL OR lanes.owner = excluded.owner OR lanes.lease_until <= $4
+RETURNING destination
+"""
+RELEASE_LANES = """
+UPDATE lanes SET owner = NULL, lease_until = NULL WHERE destination = ANY($1::text[]) AND owner = $2
+RETURNING destination
+"""
+SAVE_LANE_STATE = """
+UPDATE lanes SET paused_until = $3, factor = $4, throttled_at = $5, cooldown = $6
+WHERE destination = $1 AND owner = $2 RETURNING destination
+"""
+LANE_STATE = "SELECT paused_until, factor, throttled_at, cooldown FROM lanes WHERE destination = $1"
+# one row per request: a batch's attempts share the claim token and the start time
+LANE_SENDS = """
+SELECT DISTINCT started_at, latency_ms, lease_owner FROM attempts
+WHERE destination = $1 AND started_at >= $2 AND latency_ms IS NOT NULL
+"""
+# $1 destination, $2 the asking owner's claim-token prefix
+LANE_LEASED = """
+SELECT lease_until FROM deliveries WHERE destination = $1 AND status = 'in_flight' AND NOT starts_with(lease_owner, $2)
+"""
+
 REMAP_WEBHOOK = "UPDATE webhooks SET status = $1, error = $2, events = $3 WHERE id = $4 RETURNING source"
 WEBHOOK_SOURCE = "SELECT source FROM webhooks WHERE id = $1"
 
 # arrays: delivery ids, payloads; $3 now
 RESET_DELIVERIES = """
 UPDATE deliveries AS d SET status = 'pending', next_attempt_at = $3, lease_owner = NULL, lease_until = NULL,
-    delivered_at = NULL, updated_at = $3, payload = v.payload
+    delivered_at = NULL, skipped_at = NULL, parked_from = NULL, updated_at = $3, payload = v.payload
 FROM unnest($1::bigint[], $2::bytea[]) AS v (id, payload)
 WHERE d.id = v.id AND d.status IN ('delivered', 'dead')
 RETURNING d.id

@@ -2,7 +2,10 @@
 
 The same tables as the SQLite outbox (bytea for bytes, double precision for Unix-second times). Each migration
 runs in its own transaction holding a transaction-scoped advisory lock, so replicas starting together apply it
-once: the others wait on the lock, then see the new `schema_version` row and skip it.
+once: the others wait on the lock, then see the new `schema_version` row and skip it. A bridge older than the
+database (its newest migration is below the database's version) refuses to start; a newer one migrates. Every
+migration keeps the previous version working against the new schema (new columns are nullable, new tables
+unused by it), so a rolling upgrade runs old and new replicas side by side.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.errors import OutboxError
-from bridge.outbox.sqlite_schema import Migration
+from bridge.outbox.sqlite_schema import LANE_BACKFILL_SECONDS, Migration
 
 #: pg_advisory_xact_lock key for migrations (any constant; "bridge01" as an int64)
 MIGRATION_LOCK_KEY = 0x6272696467653031
@@ -135,6 +138,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE deliveries DROP CONSTRAINT deliveries_fact",
         ),
     ),
+    Migration(
+        3,
+        "ordering keys, skipped deliveries, attempts by destination, lane leases",
+        (
+            # the same change as SQLite's migration 3; nullable columns without defaults: no table rewrite
+            "ALTER TABLE deliveries ADD COLUMN ordering_key TEXT, ADD COLUMN ordering_at DOUBLE PRECISION, "
+            "ADD COLUMN ordering_seq BIGINT, ADD COLUMN skipped_at DOUBLE PRECISION, "
+            "ADD COLUMN parked_from DOUBLE PRECISION",
+            "CREATE INDEX deliveries_order ON deliveries (destination, ordering_key, ordering_at, ordering_seq, id) "
+            "WHERE ordering_key IS NOT NULL AND status <> 'delivered'",
+            "ALTER TABLE attempts ADD COLUMN destination TEXT",
+            "UPDATE attempts AS a SET destination = d.destination FROM deliveries AS d WHERE d.id = a.delivery_id "
+            f"AND a.started_at >= (SELECT max(started_at) FROM attempts) - {LANE_BACKFILL_SECONDS}",
+            "CREATE INDEX attempts_sent ON attempts (destination, started_at) WHERE destination IS NOT NULL",
+            """CREATE TABLE lanes (
+                destination TEXT PRIMARY KEY,
+                owner TEXT,
+                lease_until DOUBLE PRECISION,
+                paused_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+                factor DOUBLE PRECISION NOT NULL DEFAULT 1,
+                throttled_at DOUBLE PRECISION,
+                cooldown DOUBLE PRECISION NOT NULL DEFAULT 0
+            )""",
+        ),
+    ),
 )
 
 
@@ -153,7 +181,9 @@ async def migrate(conn: Any, migrations: tuple[Migration, ...]) -> int:
             if current > newest:
                 raise OutboxError(
                     f"the outbox database is at schema version {current} but this bridge knows only up to "
-                    f"{newest}; run a newer bridge"
+                    f"{newest}: this bridge is older than the database (a newer version migrated it). Start this "
+                    "replica with the newer version; in a rolling upgrade, old replicas keep running but new ones "
+                    "must be the new version"
                 )
             if migration.version <= current:
                 continue

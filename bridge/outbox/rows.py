@@ -17,6 +17,8 @@ from bridge.outbox.base import (
     WEBHOOK_STATUSES,
     AttemptResult,
     Delivery,
+    LaneHistory,
+    LaneState,
     NewDelivery,
     NewRequest,
 )
@@ -41,6 +43,8 @@ DELIVERY_COLUMNS = (
     "delivered_at",
     "last_status_code",
     "last_error",
+    "ordering_key",
+    "skipped_at",
 )
 ATTEMPT_COLUMNS = (
     "id",
@@ -78,6 +82,16 @@ CLAIM_COLUMNS = (
     "created_at",
     "next_attempt_at",
 )
+
+#: skip touches deliveries in these statuses (in flight: its owner is sending it; delivered: nothing to give up)
+SKIPPABLE_STATUSES = ("pending", "dead")
+
+#: a delivery blocked behind an earlier one of its key is parked at most this long before it is looked at again
+PARK_SECONDS = 300.0
+#: rows parked by one claim at most (the rest on the next)
+PARK_SCAN = 5000
+#: "never" for a blocker that is dead (parking still ends after PARK_SECONDS)
+FAR = 1e18
 
 #: bulk retry and purge touch at most this many rows per transaction, so they never stall ingest for long
 BULK_CHUNK = 2000
@@ -261,7 +275,9 @@ def sort_claimed(rows: Iterable[Sequence[Any]]) -> list[Delivery]:
     return [delivery for _, delivery in keyed]
 
 
-_DELIVERY_FLOATS = frozenset({"next_attempt_at", "lease_until", "created_at", "updated_at", "delivered_at"})
+_DELIVERY_FLOATS = frozenset(
+    {"next_attempt_at", "lease_until", "created_at", "updated_at", "delivered_at", "skipped_at"}
+)
 
 
 def delivery_dict(row: Sequence[Any]) -> dict[str, Any]:
@@ -357,3 +373,29 @@ def build_stats(
     for status, n in webhook_counts:
         webhooks[status] = int(n)
     return {"destinations": dict(sorted(destinations.items())), "webhooks": webhooks}
+
+
+def ordering_values(delivery: NewDelivery) -> tuple[str | None, float | None, int | None]:
+    """(ordering_key, ordering_at, ordering_seq) as stored for a new delivery."""
+    ordering = delivery.ordering
+    if ordering is None:
+        return None, None, None
+    return clean_text(ordering.key, strip_nul=True), float(ordering.at), int(ordering.seq)
+
+
+def lane_state(row: Sequence[Any] | None) -> LaneState:
+    """A LaneState from (paused_until, factor, throttled_at, cooldown), or the default when there is no row."""
+    if row is None:
+        return LaneState()
+    return LaneState(
+        paused_until=float(row[0]), factor=float(row[1]), throttled_at=as_float(row[2]), cooldown=float(row[3])
+    )
+
+
+def lane_history(sends: Iterable[Sequence[Any]], leased: Iterable[Sequence[Any]], state: LaneState) -> LaneHistory:
+    """LaneHistory from (started_at, latency_ms, ...) request rows and (lease_until,) rows of foreign leases."""
+    return LaneHistory(
+        sends=sorted((float(row[0]), float(row[0]) + float(row[1]) / 1000.0) for row in sends),
+        unrecorded=sorted(float(row[0]) for row in leased),
+        state=state,
+    )

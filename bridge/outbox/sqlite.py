@@ -12,6 +12,10 @@
   (sqlite_checkpoint.py).
 - Bounded waits: if another process holds the database's write lock, a batch waits at most `busy_timeout`
   seconds for it and then fails with OutboxUnavailable (503, the provider retries); it never hangs.
+- Lanes: one process, so every lane is always granted to whoever asks (the lock makes the previous holder gone:
+  `open` clears the lanes' owners). What the lanes remember still matters across restarts: `lane_history` gives
+  the requests of the current windows and the deliveries `open` found in flight (their requests may have gone
+  out unrecorded), so a restart does not reset the rate limits.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from bridge.outbox.base import (
 )
 from bridge.outbox.sqlite_checkpoint import CHECKPOINT_INTERVAL, WAL_LIMIT_BYTES, Checkpointer
 from bridge.outbox.sqlite_connection import WriteConnection, chunks, take_process_lock
+from bridge.outbox.sqlite_fleet import SqliteFleet
 from bridge.outbox.sqlite_ops import fact_keys, fact_states
 from bridge.outbox.sqlite_schema import (
     MIGRATIONS,
@@ -57,8 +62,9 @@ from bridge.outbox.sqlite_writer import BatchWriter, log
 PURGE_WINDOW = 10_000
 
 
-class SqliteOutbox:
-    """The outbox in one SQLite file. See the module docstring; the contract is bridge.outbox.base.Outbox."""
+class SqliteOutbox(SqliteFleet):
+    """The outbox in one SQLite file. See the module docstring; the contract is bridge.outbox.base.Outbox (its
+    lanes and skip: bridge/outbox/sqlite_fleet.py)."""
 
     _writer_pragmas: tuple[str, ...] = WRITER_PRAGMAS
     _migrations = MIGRATIONS
@@ -90,6 +96,8 @@ class SqliteOutbox:
         )
         #: in-flight deliveries put back to pending by the last open (they belonged to a dead process)
         self.recovered_in_flight = 0
+        #: their lease_until per destination: requests that may have gone out without being recorded
+        self._recovered: dict[str, list[float]] = {}
 
     def __repr__(self) -> str:
         return f"SqliteOutbox({str(self.path)!r})"
@@ -123,9 +131,15 @@ class SqliteOutbox:
             schema_conn = cast(aiosqlite.Connection, self._write)
             await self._write.run(register_functions, self._write.conn)
             await apply_pragmas(schema_conn, self._pragmas(), writer=True)
-            await migrate(schema_conn, self._migrations)
+            version = await migrate(schema_conn, self._migrations)
+            leased = list(await self._write.execute_fetchall(q.IN_FLIGHT))
             recovered = list(await self._write.execute_fetchall(q.RESET_IN_FLIGHT))
             self.recovered_in_flight = len(recovered)
+            self._recovered = {}
+            for destination, lease_until in leased:
+                self._recovered.setdefault(str(destination), []).append(float(lease_until))
+            if version >= 3:  # (a test may open a store at an older version)
+                await self._write.execute_fetchall(q.RESET_LANES)
             if recovered:
                 log.warning("outbox: %d in-flight deliveries of a previous run put back to pending", len(recovered))
             uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"

@@ -14,6 +14,7 @@ from typing import Any
 from bridge.outbox import dedup
 from bridge.outbox import sqlite_queries as q
 from bridge.outbox.base import IngestResult, NewRequest
+from bridge.outbox.rows import ordering_values
 from bridge.outbox.sqlite_connection import Statements
 
 
@@ -56,6 +57,7 @@ def ingest(st: Statements, batch: list[tuple[NewRequest, str]]) -> list[list[Ing
     delivery_rows = [
         (row.id, row.webhook_id, row.delivery.destination, row.delivery.event_name, row.delivery.event_id)
         + (row.delivery.payload, row.created_at, row.created_at, row.created_at)
+        + ordering_values(row.delivery)
         for row in deliveries
     ]
     st.many(q.insert_requests, request_rows, q.REQUEST_PARAMS)

@@ -12,8 +12,18 @@ from typing import Any
 from bridge.errors import OutboxError
 from bridge.outbox import dedup
 from bridge.outbox import sqlite_queries as q
-from bridge.outbox.base import AttemptResult, Delivery, NewDelivery, RemapResult
-from bridge.outbox.rows import clean_text, finished_at, retry_at, sort_claimed, unique_rounds
+from bridge.outbox.base import AttemptResult, Delivery, LaneState, NewDelivery, RemapResult
+from bridge.outbox.rows import (
+    FAR,
+    PARK_SCAN,
+    PARK_SECONDS,
+    clean_text,
+    finished_at,
+    ordering_values,
+    retry_at,
+    sort_claimed,
+    unique_rounds,
+)
 from bridge.outbox.sqlite_connection import Statements, chunks
 from bridge.outbox.sqlite_ingest import ingest
 
@@ -37,6 +47,15 @@ def fact_states(rows: Sequence[Sequence[Any]]) -> dict[dedup.Fact, tuple[int, de
     return {(row[1], row[2], row[3]): (int(row[4]), dedup.key_state(row[4], row[5])) for row in rows}
 
 
+def _state_params(state: LaneState) -> dict[str, Any]:
+    return {
+        "paused_until": state.paused_until,
+        "factor": state.factor,
+        "throttled_at": state.throttled_at,
+        "cooldown": state.cooldown,
+    }
+
+
 class WriteOps(Statements):
     """Every write of the SQLite outbox, by op kind (`run_merged` for MERGED kinds, `run_one` for the others)."""
 
@@ -55,7 +74,11 @@ class WriteOps(Statements):
         destination, limit, now, lease_seconds, owner = arg
         params = {"destination": destination, "limit": limit, "now": now}
         params.update(lease_until=now + lease_seconds, owner=owner)
-        return sort_claimed(self.sql(q.CLAIM, params))
+        claimed = self.sql(q.CLAIM, params)
+        if len(claimed) < limit:  # what is still due is blocked behind its key: park it (see q.PARK)
+            park = {"destination": destination, "now": now, "park": PARK_SECONDS, "far": FAR, "scan": PARK_SCAN}
+            self.sql(q.PARK, park)
+        return sort_claimed(claimed)
 
     def op_release(self, arg: tuple[list[int], str]) -> int:
         ids, owner = arg
@@ -81,6 +104,35 @@ class WriteOps(Statements):
         if destination is not None:
             params["destination"] = destination
         return len(self.sql(q.retry_filter(len(statuses), destination is not None), params))
+
+    def op_skip(self, arg: tuple[list[int], float]) -> int:
+        ids, now = arg
+        skipped = 0
+        for chunk in chunks(ids, self.rows_per_statement(1) - 1):
+            done = [int(row[0]) for row in self.sql(q.skip(len(chunk)), [now, *chunk])]
+            if done:
+                self.sql(q.unpark(len(done)), [now, *done])
+            skipped += len(done)
+        return skipped
+
+    def op_hold_lanes(self, arg: tuple[list[str], str, float, float]) -> list[str]:
+        destinations, owner, now, until = arg
+        held: list[str] = []
+        for chunk in chunks(destinations, self.rows_per_statement(1) - 3):
+            params: dict[str, Any] = {"owner": owner, "until": until, "now": now}
+            params.update({f"lane{i}": name for i, name in enumerate(chunk)})
+            held += [str(row[0]) for row in self.sql(q.hold_lanes(len(chunk)), params)]
+        return held
+
+    def op_release_lanes(self, arg: tuple[list[str], str]) -> None:
+        destinations, owner = arg
+        for chunk in chunks(destinations, self.rows_per_statement(1) - 1):
+            self.sql(q.release_lanes(len(chunk)), [*chunk, owner])
+
+    def op_save_lane_state(self, arg: tuple[str, str, LaneState]) -> bool:
+        destination, owner, state = arg
+        params = {"destination": destination, "owner": owner, **_state_params(state)}
+        return bool(self.sql(q.SAVE_LANE_STATE, params))
 
     def op_call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         return fn(self.db)
@@ -136,7 +188,10 @@ class WriteOps(Statements):
         for delivery, action in zip(deliveries, actions, strict=True):
             if action == "create":
                 delivery_id = ids.take()
-                rows.append((delivery_id, webhook_id, *dedup.fact(delivery), delivery.payload, now, now, now))
+                rows.append(
+                    (delivery_id, webhook_id, *dedup.fact(delivery), delivery.payload, now, now, now)
+                    + ordering_values(delivery)
+                )
                 keys.append((source, *dedup.fact(delivery), delivery_id, now))
             elif action == "reset":
                 resets.append((states[dedup.fact(delivery)][0], delivery.payload))
@@ -167,6 +222,11 @@ class WriteOps(Statements):
             done = {int(row[0]) for row in self.many(q.complete, rows, q.COMPLETE_PARAMS)}
             for i in round_:
                 applied[i] = flat[i].delivery_id in done
+        delivered = [flat[i] for i, ok in enumerate(applied) if ok and flat[i].verdict == "delivered"]
+        if delivered:  # what was parked behind them is due again
+            at = max(finished_at(r) for r in delivered)
+            for chunk in chunks([r.delivery_id for r in delivered], self.rows_per_statement(1) - 1):
+                self.sql(q.unpark(len(chunk)), [at, *chunk])
         attempt_rows = [
             (r.delivery_id, r.started_at, r.status_code, r.latency_ms, clean_text(r.error))
             + (clean_text(r.response_excerpt), r.verdict, r.owner, int(ok))

@@ -16,7 +16,7 @@ REQUEST_PARAMS = 5
 WEBHOOK_PARAMS = 10
 WEBHOOK_KEY_PARAMS = 5
 WEBHOOK_KEY_LOOKUP_PARAMS = 3
-DELIVERY_PARAMS = 9
+DELIVERY_PARAMS = 12
 DELIVERY_KEY_PARAMS = 6
 DELIVERY_KEY_LOOKUP_PARAMS = 4
 COMPLETE_PARAMS = 7
@@ -98,11 +98,12 @@ def insert_webhook_keys(rows: int) -> str:
 
 def insert_deliveries(rows: int) -> str:
     """Params per row: id, webhook_id, destination, event_name, event_id, payload, next_attempt_at, created_at,
-    updated_at."""
-    row = "(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
+    updated_at, ordering_key, ordering_at, ordering_seq."""
+    row = "(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)"
     return (
         "INSERT INTO deliveries (id, webhook_id, destination, event_name, event_id, payload, status, attempts, "
-        f"next_attempt_at, created_at, updated_at) VALUES {values(rows, DELIVERY_PARAMS, row)}"
+        "next_attempt_at, created_at, updated_at, ordering_key, ordering_at, ordering_seq) "
+        f"VALUES {values(rows, DELIVERY_PARAMS, row)}"
     )
 
 
@@ -114,25 +115,83 @@ def insert_delivery_keys(rows: int) -> str:
     )
 
 
+def first_of_key(row: str, now: str) -> str:
+    """True where the delivery `row` may be claimed as far as ordering goes: it has no ordering key, or it is the
+    first open delivery of its key (open: pending, in flight, or dead and not skipped) and no other of its key is
+    leased until after `now`. Served by the partial index deliveries_order."""
+    leased = f"o.status = 'in_flight' AND o.lease_until > {now}"
+    return f"""({row}.ordering_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries AS o
+        WHERE o.destination = {row}.destination AND o.ordering_key = {row}.ordering_key AND o.status <> 'delivered'
+            AND o.id <> {row}.id AND o.skipped_at IS NULL
+            AND ((o.ordering_at, o.ordering_seq, o.id) < ({row}.ordering_at, {row}.ordering_seq, {row}.id)
+                OR ({leased}))))"""
+
+
 # The claim: the oldest due pending rows (index deliveries_due, already in order) and the oldest rows whose lease
-# expired (index deliveries_lease, few rows), merged and cut to :limit. `UPDATE ... WHERE id IN (SELECT ... LIMIT)`
-# is the portable form; this SQLite build puts RETURNING before ORDER BY/LIMIT in the other one.
+# expired (index deliveries_lease, few rows), merged and cut to :limit; a row with an ordering key only while it is
+# the first of its key (first_of_key). `UPDATE ... WHERE id IN (SELECT ... LIMIT)` is the portable form; this
+# SQLite build puts RETURNING before ORDER BY/LIMIT in the other one.
 CLAIM = f"""
 UPDATE deliveries
-SET status = 'in_flight', lease_owner = :owner, lease_until = :lease_until, updated_at = :now
+SET status = 'in_flight', lease_owner = :owner, lease_until = :lease_until, updated_at = :now, parked_from = NULL
 WHERE id IN (
     SELECT id FROM (
         SELECT * FROM (
-            SELECT id, next_attempt_at FROM deliveries
+            SELECT id, next_attempt_at FROM deliveries AS d
             WHERE destination = :destination AND status = 'pending' AND next_attempt_at <= :now
+                AND {first_of_key("d", ":now")}
             ORDER BY next_attempt_at, id LIMIT :limit)
         UNION ALL
         SELECT * FROM (
-            SELECT id, next_attempt_at FROM deliveries
+            SELECT id, next_attempt_at FROM deliveries AS d
             WHERE destination = :destination AND status = 'in_flight' AND lease_until <= :now
+                AND {first_of_key("d", ":now")}
             ORDER BY next_attempt_at, id LIMIT :limit)
         ORDER BY next_attempt_at, id LIMIT :limit))
 RETURNING {", ".join(CLAIM_COLUMNS)}
+"""
+
+
+# Parking: a pending delivery that is due but blocked behind an earlier one of its key (retrying, or dead) is
+# pushed back to when that one is due (at most PARK_SECONDS ahead), so claims stop walking past it on every
+# round; its own time is kept in parked_from. Run after a claim that came back short (the due rows left are the
+# blocked ones), at most PARK_SCAN rows at a time. A blocker in flight parks nothing (it ends soon). Parking is
+# only a shortcut: a parked row is looked at again within PARK_SECONDS whatever happens.
+PARK = """
+UPDATE deliveries SET parked_from = coalesce(parked_from, next_attempt_at), next_attempt_at = p.until
+FROM (
+    SELECT id, min(blocker, :now + :park) AS until FROM (
+        SELECT d.id, CASE
+            WHEN EXISTS (
+                SELECT 1 FROM deliveries AS f WHERE f.destination = d.destination AND f.ordering_key = d.ordering_key
+                    AND f.status <> 'delivered' AND f.status = 'in_flight') THEN :now
+            ELSE (
+                SELECT CASE WHEN h.id = d.id THEN :now WHEN h.status = 'pending' THEN h.next_attempt_at
+                    WHEN h.status = 'dead' THEN :far ELSE :now END
+                FROM deliveries AS h
+                WHERE h.destination = d.destination AND h.ordering_key = d.ordering_key
+                    AND h.status <> 'delivered' AND h.skipped_at IS NULL
+                ORDER BY h.ordering_at, h.ordering_seq, h.id LIMIT 1)
+            END AS blocker
+        FROM deliveries AS d
+        WHERE d.destination = :destination AND d.status = 'pending' AND d.next_attempt_at <= :now
+            AND d.ordering_key IS NOT NULL
+        ORDER BY d.next_attempt_at LIMIT :scan)
+    WHERE blocker > :now) AS p
+WHERE deliveries.id = p.id
+"""
+
+
+def unpark(ids: int) -> str:
+    """Params: the time, then ids of deliveries that stopped blocking their key (delivered, skipped): the rows
+    parked behind them are due again (at their own time, or now)."""
+    return f"""
+UPDATE deliveries SET next_attempt_at = max(deliveries.parked_from, k.at), parked_from = NULL
+FROM (SELECT destination, ordering_key, ? AS at FROM deliveries
+      WHERE id IN ({marks(ids)}) AND ordering_key IS NOT NULL GROUP BY destination, ordering_key) AS k
+WHERE deliveries.destination = k.destination AND deliveries.ordering_key = k.ordering_key
+    AND deliveries.status <> 'delivered' AND deliveries.parked_from IS NOT NULL
 """
 
 
@@ -158,12 +217,13 @@ RETURNING deliveries.id
 
 def insert_attempts(rows: int) -> str:
     """Params per row: delivery_id, started_at, status_code, latency_ms, error, response_excerpt, verdict,
-    lease_owner, applied. Attempts of deliveries that no longer exist (purged) are dropped."""
+    lease_owner, applied. Each attempt names its delivery's destination; attempts of deliveries that no longer
+    exist (purged) are dropped."""
     return (
         "INSERT INTO attempts (delivery_id, started_at, status_code, latency_ms, error, response_excerpt, verdict, "
-        "lease_owner, applied) SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, "
-        f"v.column8, v.column9 FROM (VALUES {values(rows, ATTEMPT_PARAMS)}) AS v "
-        "WHERE EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = v.column1)"
+        "lease_owner, applied, destination) SELECT v.column1, v.column2, v.column3, v.column4, v.column5, "
+        f"v.column6, v.column7, v.column8, v.column9, d.destination FROM (VALUES {values(rows, ATTEMPT_PARAMS)}) AS v "
+        "JOIN deliveries AS d ON d.id = v.column1"
     )
 
 
@@ -192,9 +252,9 @@ def release(ids: int) -> str:
 
 _RETRY_SET = (
     "UPDATE deliveries SET status = 'pending', next_attempt_at = :now, lease_owner = NULL, lease_until = NULL, "
-    "delivered_at = NULL, updated_at = :now WHERE "
+    "delivered_at = NULL, skipped_at = NULL, parked_from = NULL, updated_at = :now WHERE "
 )
-# a pending delivery that is already due keeps its place in the queue
+# a pending delivery that is already due keeps its place in the queue (a skipped one is dead, so it is not due)
 _NOT_DUE = "NOT (status = 'pending' AND next_attempt_at <= :now)"
 
 
@@ -209,6 +269,7 @@ def retry_filter(statuses: int, by_destination: bool) -> str:
     destination = " AND destination = :destination" if by_destination else ""
     return (
         f"{_RETRY_SET} id IN (SELECT id FROM deliveries WHERE status IN ({status_marks}){destination} "
+        "AND skipped_at IS NULL "
         f"AND {_NOT_DUE} ORDER BY id LIMIT :limit) RETURNING id"
     )
 
@@ -286,17 +347,65 @@ def reset_deliveries(rows: int) -> str:
     return f"""
 WITH v (id, payload) AS (VALUES {values(rows, RESET_PARAMS)})
 UPDATE deliveries SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
-    delivered_at = NULL, updated_at = ?, payload = v.payload
+    delivered_at = NULL, skipped_at = NULL, parked_from = NULL, updated_at = ?, payload = v.payload
 FROM v
 WHERE deliveries.id = v.id AND deliveries.status IN ('delivered', 'dead')
 RETURNING deliveries.id
 """
 
 
+IN_FLIGHT = "SELECT destination, lease_until FROM deliveries WHERE status = 'in_flight'"
 RESET_IN_FLIGHT = (
     "UPDATE deliveries SET status = 'pending', lease_owner = NULL, lease_until = NULL WHERE status = 'in_flight' "
     "RETURNING id"
 )
+
+
+def skip(ids: int) -> str:
+    """Params: skipped_at, then the ids."""
+    return (
+        "UPDATE deliveries SET status = 'dead', skipped_at = ?, lease_owner = NULL, lease_until = NULL, "
+        "parked_from = NULL "
+        f"WHERE id IN ({marks(ids)}) AND status IN ('pending', 'dead') AND skipped_at IS NULL RETURNING id"
+    )
+
+
+# -- lanes ----------------------------------------------------------------------------------------------
+
+#: the previous process held the file's lock, so it is gone: no lane is held by anyone
+RESET_LANES = "UPDATE lanes SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL"
+
+
+def hold_lanes(rows: int) -> str:
+    """Named params: lane0..laneN-1 (destinations), owner, until, now. Returns the destinations owner holds."""
+    lanes = ", ".join(f"(:lane{i})" for i in range(rows))
+    return f"""
+INSERT INTO lanes (destination, owner, lease_until) SELECT v.column1, :owner, :until FROM (VALUES {lanes}) AS v
+WHERE true
+ON CONFLICT (destination) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+WHERE lanes.owner IS NULL OR lanes.owner = excluded.owner OR lanes.lease_until <= :now
+RETURNING destination
+"""
+
+
+def release_lanes(rows: int) -> str:
+    return f"UPDATE lanes SET owner = NULL, lease_until = NULL WHERE destination IN ({marks(rows)}) AND owner = ?"
+
+
+SAVE_LANE_STATE = """
+UPDATE lanes SET paused_until = :paused_until, factor = :factor, throttled_at = :throttled_at, cooldown = :cooldown
+WHERE destination = :destination AND owner = :owner RETURNING destination
+"""
+LANE_STATE = "SELECT paused_until, factor, throttled_at, cooldown FROM lanes WHERE destination = ?"
+# one row per request: a batch's attempts share the claim token and the start time
+LANE_SENDS = """
+SELECT DISTINCT started_at, latency_ms, lease_owner FROM attempts
+WHERE destination = ? AND started_at >= ? AND latency_ms IS NOT NULL
+"""
+LANE_LEASED = """
+SELECT lease_until FROM deliveries
+WHERE destination = ? AND status = 'in_flight' AND substr(lease_owner, 1, ?) <> ?
+"""
 
 # -- reads -----------------------------------------------------------------------------------------------
 
@@ -325,7 +434,7 @@ SELECT min(t) FROM (
     SELECT min(lease_until) FROM deliveries WHERE status = 'in_flight')
 """
 
-# kept by triggers (migration 3); a count that went back to 0 is left out, as a GROUP BY would
+# kept by triggers (migration 4); a count that went back to 0 is left out, as a GROUP BY would
 STATS_COUNTS = "SELECT destination, status, n FROM delivery_counts WHERE n > 0"
 # one probe of the partial index deliveries_pending_age per destination that has pending deliveries
 STATS_OLDEST = """

@@ -145,6 +145,41 @@ _MIGRATION_2 = (
     "CREATE INDEX deliveries_webhook ON deliveries (webhook_id)",
 )
 
+#: recent attempts get their destination when migration 3 adds the column, so the first start after the upgrade
+#: still sees the requests of the current rate-limit windows (the longest documented one is an hour)
+LANE_BACKFILL_SECONDS = 7200.0
+
+# Migration 3: several dispatchers behave as one. Deliveries get their ordering (key, when the provider event
+# occurred, the provider's sequence) and `skipped_at`; attempts name their destination, so a lane's requests of
+# the last window are one index range away (a new lane holder seeds its rate limiter from them); `lanes` holds
+# who sends for each destination and its limiter's 429 state. Columns only: no table is rebuilt.
+_MIGRATION_3 = (
+    "ALTER TABLE deliveries ADD COLUMN ordering_key TEXT",
+    "ALTER TABLE deliveries ADD COLUMN ordering_at REAL",
+    "ALTER TABLE deliveries ADD COLUMN ordering_seq INTEGER",
+    "ALTER TABLE deliveries ADD COLUMN skipped_at REAL",
+    # a delivery held back behind an earlier one of its key (parked): its own next_attempt_at, while that one
+    # is pushed back to when the earlier one is due
+    "ALTER TABLE deliveries ADD COLUMN parked_from REAL",
+    # the claim's "is an earlier one of my key still open?" probe; delivered rows (the bulk) stay out of it
+    "CREATE INDEX deliveries_order ON deliveries (destination, ordering_key, ordering_at, ordering_seq) "
+    "WHERE ordering_key IS NOT NULL AND status <> 'delivered'",
+    "ALTER TABLE attempts ADD COLUMN destination TEXT",
+    "UPDATE attempts SET destination = (SELECT d.destination FROM deliveries AS d WHERE d.id = attempts.delivery_id) "
+    f"WHERE started_at >= (SELECT max(started_at) FROM attempts) - {LANE_BACKFILL_SECONDS}",
+    "CREATE INDEX attempts_sent ON attempts (destination, started_at) WHERE destination IS NOT NULL",
+    """CREATE TABLE lanes (
+        destination TEXT PRIMARY KEY,
+        owner TEXT,
+        lease_until REAL,
+        paused_until REAL NOT NULL DEFAULT 0,
+        factor REAL NOT NULL DEFAULT 1,
+        throttled_at REAL,
+        cooldown REAL NOT NULL DEFAULT 0
+    )""",
+)
+
+
 def _counted(table: str, key: str, counts: str) -> tuple[str, ...]:
     """Triggers keeping `counts` (`key`, status, n) equal to the rows of `table` by `key` and status, whatever
     writes them (ingest, claims, completions, retries, replays, purges, the recovery at open)."""
@@ -161,10 +196,10 @@ def _counted(table: str, key: str, counts: str) -> tuple[str, ...]:
     )
 
 
-# Migration 3: the counts /ops/outbox and /metrics report are kept as rows change instead of counted on every
+# Migration 4: the counts /ops/outbox and /metrics report are kept as rows change instead of counted on every
 # scrape (a COUNT over a million deliveries took ~150 ms), and the oldest pending delivery of a destination is one
-# index probe away.
-_MIGRATION_3 = (
+# index probe away. A later migration that rebuilds `deliveries` or `webhooks` must create their triggers again.
+_MIGRATION_4 = (
     """CREATE TABLE delivery_counts (
         destination TEXT NOT NULL,
         status TEXT NOT NULL,
@@ -253,7 +288,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(2, "requests stored once; dedup keys in their own tables, delivery keys per source", _MIGRATION_2, True),
-    Migration(3, "kept counts of deliveries and webhooks by status; oldest pending by index", _MIGRATION_3),
+    Migration(3, "ordering keys, skipped deliveries, attempts by destination, lane leases", _MIGRATION_3),
+    Migration(4, "kept counts of deliveries and webhooks by status; oldest pending by index", _MIGRATION_4),
 )
 
 

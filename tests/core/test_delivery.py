@@ -163,7 +163,7 @@ async def test_ops_routes_need_the_token(tmp_path: Path) -> None:
         wrong = await bridge.client.get("/ops/outbox", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
         assert (await bridge.client.get("/healthz")).json() == {"status": "ok"}
-        assert (await bridge.client.get("/readyz")).json() == {"status": "ready"}
+        assert (await bridge.client.get("/readyz")).json() == {"status": "ready", "role": "all"}
         assert (await bridge.client.get("/metrics")).status_code == 401  # it names sources and destinations
         metrics = (await bridge.ops("GET", "/metrics")).text
         assert 'bridge_deliveries{destination="convultra",status="pending"}' in metrics

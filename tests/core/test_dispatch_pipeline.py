@@ -117,6 +117,7 @@ async def test_one_round_claims_for_every_lane_in_one_commit(tmp_path: Path) -> 
                     clock,
                     bridge.settings.dispatcher,
                 )
+                assert sorted(await dispatcher.keeper.hold()) == [f"d{i}" for i in range(5)]  # the lanes' leases
                 inside, go_on = threading.Event(), threading.Event()
 
                 def hold_the_writer(conn: object) -> None:

@@ -283,7 +283,7 @@ async def test_a_lane_with_due_work_and_no_attempt_for_longer_than_its_lease_is_
     async with recorder() as (sink, url):
         destinations = {"hook": {"type": "http", "url": f"{url}/hook", "concurrency": 1}}
         async with running_bridge(tmp_path, destinations=destinations, clock=clock) as bridge:
-            assert (await bridge.client.get("/readyz")).json() == {"status": "ready"}
+            assert (await bridge.client.get("/readyz")).json() == {"status": "ready", "role": "all"}
             sink.hold = True
             assert (
                 await bridge.post_stripe(stripe_case("payment_intent.succeeded"), timestamp=clock.now())
@@ -299,7 +299,8 @@ async def test_a_lane_with_due_work_and_no_attempt_for_longer_than_its_lease_is_
             lane = (await bridge.ops("GET", "/ops/outbox")).json()["destinations"]["hook"]
             assert lane["stalled"] is True and lane["due_since"] == START and lane["last_attempt_at"] is None
             ready = await bridge.client.get("/readyz")
-            assert ready.status_code == 503 and ready.json() == {"status": "stalled", "stalled": ["hook"]}
+            assert ready.status_code == 503
+            assert ready.json() == {"status": "stalled", "role": "all", "stalled": ["hook"]}
             assert 'bridge_lane_stalled{destination="hook"} 1.0' in (await bridge.ops("GET", "/metrics")).text
             page = (await bridge.ops("GET", "/ops/")).text
             assert "stalled" in page.split("hook", 1)[1]  # the overview row says so
@@ -308,5 +309,5 @@ async def test_a_lane_with_due_work_and_no_attempt_for_longer_than_its_lease_is_
             await eventually(lambda: _settled(bridge, "hook", 1))
             lane = (await bridge.ops("GET", "/ops/outbox")).json()["destinations"]["hook"]
             assert lane["stalled"] is False and lane["last_attempt_at"] == clock.now()
-            assert (await bridge.client.get("/readyz")).json() == {"status": "ready"}
+            assert (await bridge.client.get("/readyz")).json() == {"status": "ready", "role": "all"}
             assert 'bridge_lane_stalled{destination="hook"} 0.0' in (await bridge.ops("GET", "/metrics")).text

@@ -121,3 +121,40 @@ def test_a_request_holds_its_place_in_flight_and_for_a_window_after_its_answer()
     assert limiter.delay(5.0) == 0.0
     limiter.answered(second, 6.0)  # a cancelled ticket is gone for good
     assert limiter.delay(5.0) == 0.0
+
+
+def test_a_seeded_limiter_continues_the_windows_of_the_one_before_it() -> None:
+    """A restart (or another replica taking the lane) starts from the requests already sent, not from empty windows:
+    Convultra's 1,000 per minute over the two limiters' sends together."""
+    before = RateLimiter([RateLimit(1000, 60.0)])
+    first = simulate(before, 700, start=0.0)  # 700 sent in the first seconds, then the process dies
+    after = RateLimiter([RateLimit(1000, 60.0)])
+    after.seed(first)  # as lane_history gives them: answered at their send time here
+    second = simulate(after, 700, start=first[-1] + 1.0)
+    assert max_in_window(sorted(first + second), 60.0) <= 1000
+    unseeded = simulate(RateLimiter([RateLimit(1000, 60.0)]), 700, start=first[-1] + 1.0)
+    assert max_in_window(sorted(first + unseeded), 60.0) > 1000  # what a restart did before
+
+
+def test_a_seeded_request_holds_its_place_until_one_window_after_its_answer() -> None:
+    limiter = RateLimiter([RateLimit(2, 10.0)])
+    limiter.seed([100.0, 104.0])
+    assert limiter.delay(105.0) == 5.0  # the first answer leaves the window at 110
+    assert limiter.delay(110.0) == 0.0
+
+
+def test_a_predecessors_pause_and_reduced_rate_are_taken_over() -> None:
+    before = RateLimiter([RateLimit(60, 10.0)], max_pause=600.0)
+    before.throttled(1000.0, 120.0)
+    state = before.state()
+    assert state == (1120.0, 0.5, 1000.0, 0.0)
+    after = RateLimiter([RateLimit(60, 10.0)], max_pause=600.0)
+    after.restore(*state)
+    assert after.delay(1000.0) == 120.0
+    assert after.factor == 0.5
+    capped = RateLimiter([RateLimit(60, 10.0)], max_pause=600.0)
+    capped.restore(99_999.0, 0.0, 1000.0, 1e9)  # whatever is stored, no pause outlasts max_pause
+    assert capped.delay(1000.0) == 600.0 and capped.factor == 1 / 64 and capped.cooldown == 60.0
+    untouched = RateLimiter([RateLimit(60, 10.0)])
+    untouched.restore(0.0, 1.0, None, 0.0)
+    assert untouched.state() == (0.0, 1.0, None, 0.0)

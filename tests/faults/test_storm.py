@@ -9,16 +9,8 @@ from tests.faults.conftest import can_postgres_cluster, finish, require
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
 
-KNOWN = {
-    "the sink refused requests: ['rate limited": (
-        "rate limits are kept per process (dispatcher.py Lane.limiter, ratelimit.py): three replicas together "
-        "send up to three times a destination's documented limit"
-    ),
-}
-
-
 async def test_killing_one_replica_repeatedly_loses_nothing(tmp_path: Path) -> None:
     require(can_postgres_cluster(), "needs the PostgreSQL server binaries to start a private cluster")
     result = await storm.run(False, tmp_path, seed=5)
     assert result.figures["kills"] == 3 and result.figures["acknowledged"] > 100, result.line()
-    finish(result, KNOWN)
+    finish(result)  # a sink refusal (429) would be the fleet exceeding a documented limit: a failure

@@ -123,6 +123,8 @@ async def test_list_deliveries_pages_newest_first(outbox: AnyOutbox) -> None:
         "delivered_at",
         "last_status_code",
         "last_error",
+        "ordering_key",
+        "skipped_at",
     }
     assert orjson.loads(orjson.dumps(everything)) == everything  # JSON-friendly
     assert await outbox.list_deliveries(status="dead") == ([], None)

@@ -90,6 +90,10 @@ async def test_a_version_1_database_migrates_in_place(store: Store) -> None:
     # ids continue after every id ever used (webhook 4 was deleted)
     assert same_fact.webhook_id > 4 and other_store.webhook_id > 4
 
+    # migration 3: the recent attempt was given its destination, so a restart's rate limiter still counts it
+    assert (await outbox.lane_history("conv", "w2", T0)).sends == [(T0 + 1, T0 + 1.005)]
+    assert (await by_id(outbox, 2))["ordering_key"] is None  # old deliveries stay unordered
+
     [claimed] = await outbox.claim("zen", 5, T0, LEASE, "w2")
     assert claimed.id == 2
     assert await outbox.complete([result(claimed, "w2", "delivered", T0 + 2)]) == [True]

@@ -7,9 +7,11 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
+import orjson
 import pytest
 
-from bridge.errors import OutboxUnavailable
+from bridge.errors import OutboxError, OutboxUnavailable
+from bridge.outbox.base import NewDelivery, Ordering
 from bridge.outbox.postgres import PostgresOutbox
 from bridge.outbox.postgres_schema import MIGRATIONS
 from bridge.outbox.sqlite_schema import Migration
@@ -43,6 +45,7 @@ async def test_replicas_opening_together_migrate_once(replicas: Replicas, pg_dsn
         assert [tuple(r) for r in await conn.fetch("SELECT version FROM schema_version ORDER BY version")] == [
             (1,),
             (2,),
+            (3,),
         ]
     finally:
         await conn.close()
@@ -142,3 +145,94 @@ async def test_statement_timeout_bounds_writes_but_not_migrations(pg_dsn: str) -
         assert (await ingest(outbox, webhook("evt_2", delivery("conv", "o2")))).deliveries_created == 1
     finally:
         await outbox.close()
+
+
+async def test_replicas_claiming_one_ordered_destination_never_send_two_of_a_key_at_once(replicas: Replicas) -> None:
+    outboxes = await replicas(3)
+    keys = [f"k{i}" for i in range(8)]
+    for n in range(40):  # stored in random order of occurrence
+        key, at = keys[n % 8], T0 - (n * 7919) % 40
+        await ingest(outboxes[n % 3], webhook(f"evt_{n}", ordered_delivery(f"e{n}", key, at)))
+    leased: set[str] = set()
+    sent: dict[str, list[float]] = {key: [] for key in keys}
+    rng = random.Random(3)
+
+    async def sender(outbox: PostgresOutbox, owner: str) -> None:
+        idle = 0
+        while idle < 20:
+            batch = await outbox.claim("sub", 5, T0 + 1, 60, owner)
+            idle = 0 if batch else idle + 1
+            for d in batch:
+                meta = orjson.loads(d.payload)
+                assert meta["key"] not in leased, "two deliveries of one key out at once"
+                leased.add(meta["key"])
+            await asyncio.sleep(rng.random() / 100)
+            for d in batch:
+                meta = orjson.loads(d.payload)
+                sent[meta["key"]].append(meta["at"])
+                leased.discard(meta["key"])
+            await outbox.complete([result(d, owner, "delivered", T0 + 1) for d in batch])
+
+    # two claimers per replica: no lane lease here, so claims really race (the per-destination turn keeps order)
+    await asyncio.gather(*(sender(outboxes[k % 3], f"w{k}") for k in range(6)))
+    assert sum(len(times) for times in sent.values()) == 40
+    assert all(times == sorted(times) for times in sent.values()), sent
+
+
+async def test_work_committed_by_one_replica_wakes_the_others(replicas: Replicas) -> None:
+    a, b = await replicas(2)
+    woken: asyncio.Queue[object] = asyncio.Queue()
+    await b.watch(woken.put_nowait, lambda: woken.put_nowait("lanes"))
+    assert b.listener is not None
+    await asyncio.wait_for(b.listener.listening.wait(), 30)
+    assert await asyncio.wait_for(woken.get(), 30) is None  # (on listening: anything may have been missed)
+    await ingest(b, webhook("evt_own", delivery("zen", "o0")))  # b's own work: its dispatcher knows already
+    while b.announcer.sent < 1:
+        await asyncio.sleep(0.01)
+    await ingest(a, webhook("evt_1", delivery("conv", "o1"), delivery("srv", "o1")))
+    assert await asyncio.wait_for(woken.get(), 30) == ["conv", "srv"]
+    assert await a.hold_lanes(["conv"], "a", T0, 30) == ["conv"]
+    await a.release_lanes(["conv"], "a")
+    assert await asyncio.wait_for(woken.get(), 30) == "lanes"
+    [d] = await a.claim("conv", 1, T0, 30, "a:1")
+    await a.complete([result(d, "a:1", "dead", T0, status_code=400)])
+    assert await a.skip([d.id], T0 + 1) == 1
+    assert await asyncio.wait_for(woken.get(), 30) == ["conv"]
+    assert woken.empty()
+
+
+async def test_an_older_bridge_refuses_a_database_a_newer_one_migrated(pg_dsn: str) -> None:
+    newer = PostgresOutbox(pg_dsn)
+    await newer.open()
+    await newer.close()
+
+    class Older(PostgresOutbox):
+        _migrations = MIGRATIONS[:-1]
+
+    with pytest.raises(OutboxError, match=f"schema version {len(MIGRATIONS)} .* older than the database"):
+        await Older(pg_dsn).open()
+
+
+def ordered_delivery(event_id: str, key: str, at: float) -> NewDelivery:
+    payload = orjson.dumps({"id": event_id, "key": key, "at": at})
+    return NewDelivery("sub", "subscription_renewed", event_id, payload, Ordering(key, at))
+
+
+async def test_the_listener_reconnects_when_its_connection_is_cut(replicas: Replicas, pg_dsn: str) -> None:
+    a, b = await replicas(2)
+    woken: asyncio.Queue[object] = asyncio.Queue()
+    await b.watch(woken.put_nowait, lambda: None)
+    assert b.listener is not None
+    assert await asyncio.wait_for(woken.get(), 30) is None
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        cut = await admin.fetchval(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN%') AS t"
+        )
+    finally:
+        await admin.close()
+    assert cut == 1
+    assert await asyncio.wait_for(woken.get(), 30) is None  # back: anything may have been missed, wake everything
+    await ingest(a, webhook("evt_1", delivery("conv", "o1")))
+    assert await asyncio.wait_for(woken.get(), 30) == ["conv"]

@@ -111,6 +111,27 @@ async def test_in_flight_rows_of_a_dead_process_are_pending_again(db: Path) -> N
         await second.close()
 
 
+async def test_a_restart_remembers_the_dead_process_lanes_and_what_it_may_have_sent(db: Path) -> None:
+    first = SqliteOutbox(db)
+    await first.open()
+    for i in range(3):
+        await ingest(first, webhook(f"evt_{i}", delivery("conv", f"o{i}"), received_at=T0))
+    assert await first.hold_lanes(["conv"], "old", T0, 3600) == ["conv"]
+    await first.claim("conv", 2, T0 + 1, 60, "old:1")  # two requests may be out when the process dies
+    await first.close()
+
+    second = SqliteOutbox(db)
+    await second.open()
+    try:
+        # the lock says the old process is gone: its lane is free at once, not after its hour-long lease
+        assert await second.hold_lanes(["conv"], "new", T0 + 2, 30) == ["conv"]
+        history = await second.lane_history("conv", "new", T0)
+        assert history.unrecorded == [T0 + 61, T0 + 61]  # put back to pending, but counted as possibly sent
+        assert (await second.lane_history("zen", "new", T0)).unrecorded == []
+    finally:
+        await second.close()
+
+
 async def test_group_commit_groups_concurrent_writes(sq: SqliteOutbox) -> None:
     commits, ops = sq.stats_commits, sq.stats_ops
     results = await asyncio.gather(
@@ -282,8 +303,8 @@ async def test_close_finishes_queued_writes(db: Path) -> None:
 
 
 async def test_migration_that_fails_midway_leaves_the_previous_version(db: Path) -> None:
-    latest = MIGRATIONS[-1].version
-    broken = Migration(latest + 1, "broken", ("CREATE TABLE half_done (x INTEGER)", "ALTER TABLE nowhere ADD COLUMN y"))
+    newest = len(MIGRATIONS)
+    broken = Migration(newest + 1, "broken", ("CREATE TABLE half_done (x INTEGER)", "ALTER TABLE nowhere ADD COLUMN y"))
 
     class Broken(SqliteOutbox):
         _migrations = (*MIGRATIONS, broken)
@@ -292,10 +313,10 @@ async def test_migration_that_fails_midway_leaves_the_previous_version(db: Path)
     await outbox.open()
     await ingest(outbox, webhook("evt_1", delivery("conv", "o1")))
     await outbox.close()
-    with pytest.raises(OutboxError, match=f"migration {latest + 1} \\(broken\\) failed"):
+    with pytest.raises(OutboxError, match=f"migration {newest + 1} \\(broken\\) failed"):
         await Broken(db).open()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (latest,)
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (newest,)
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables
     reopened = SqliteOutbox(db)
@@ -343,6 +364,11 @@ FULL_SCAN = re.compile(r"^SCAN (deliveries|webhooks|webhook_keys|delivery_keys)\
             "deliveries_lease",
         ),
         ("next_due_one", q.NEXT_DUE_ONE, {"destination": "d"}, "deliveries_due"),
+        ("claim_ordering", q.CLAIM, {"destination": "d", "now": 1.0, "limit": 5, "owner": "o", "lease_until": 2.0},
+         "deliveries_order"),
+        ("park", q.PARK, {"destination": "d", "now": 1.0, "park": 3.0, "far": 4.0, "scan": 5}, "deliveries_order"),
+        ("unpark", q.unpark(2), [1.0, 1, 2], "deliveries_order"),
+        ("lane_sends", q.LANE_SENDS, ["d", 1.0], "attempts_sent"),
         ("next_due_all", q.NEXT_DUE_ALL, {}, "deliveries_due"),
         ("complete", q.complete(2), [1] * 14, "PRIMARY KEY"),
         ("find_webhook_keys", q.find_webhook_keys(2), [1] * 6, "PRIMARY KEY"),

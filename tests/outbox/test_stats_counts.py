@@ -85,14 +85,14 @@ async def test_stats_follow_every_write(store: Store) -> None:
     await check(store, outbox, T0 + 300)
 
 
-class SqliteV2(SqliteOutbox):
-    _migrations = sqlite_schema.MIGRATIONS[:2]
+class SqliteV3(SqliteOutbox):
+    _migrations = sqlite_schema.MIGRATIONS[:3]  # before the kept counts
 
 
 async def test_counts_of_an_older_database_are_backfilled(tmp_path: Any) -> None:
     path = tmp_path / "outbox.db"
     store = Store("sqlite", lambda: SqliteOutbox(path), path=path)
-    old = SqliteV2(path)
+    old = SqliteV3(path)
     await old.open()
     for i in range(5):
         await ingest(old, webhook(f"evt_{i}", delivery("conv", f"o{i}"), received_at=T0))

@@ -1,0 +1,140 @@
+"""Which lanes this dispatcher sends for: lane leases held through the outbox, so a destination's documented
+limits hold for the whole fleet (docs/adr/0008-fleet-lanes-ordering.md).
+
+A lane's sending (its claims and its rate limiter) belongs to one dispatcher at a time: the holder of the lane's
+lease in the outbox (`Outbox.hold_lanes`). `LaneKeeper.hold` takes or renews every lane's lease for `ttl`
+seconds; the claim loop calls it every third of that (`renew_due`). When this dispatcher takes a lane it did not
+hold, it first seeds the lane's limiter from `Outbox.lane_history`: the requests of the current windows as
+recorded in the attempts, the deliveries still leased by someone else (their requests may have gone out
+unrecorded: at most `concurrency` of them, each counted as answered now or when its lease ran out, whichever is
+earlier) and the 429 pause its predecessor stored. Only then does the lane claim. So a restart or a take-over
+never starts from empty windows.
+
+A lane is sendable while its lease outlasts a request (`Lane.sendable`): a dispatcher whose renewals fail (the
+database is unreachable) stops starting requests before its lease can run out, and another takes the lane only
+after it has. With SQLite every lane is always granted (one process per file); the same code runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from bridge.clock import Clock
+from bridge.errors import OutboxError
+from bridge.lanes import Lane
+from bridge.outbox.base import LaneState, Outbox
+
+log = logging.getLogger("bridge.dispatcher")
+
+#: the lease is renewed after this fraction of it, so two renewals can fail before it runs out
+RENEW_FRACTION = 1 / 3
+#: after a failed renewal, try again this soon (clock seconds)
+RETRY_SECONDS = 1.0
+
+
+def lane_ttl(lease_seconds: float, lanes: Mapping[str, Lane]) -> float:
+    """How long a lane lease lasts: `dispatcher.lane_lease_seconds`, stretched to three request timeouts of the
+    slowest destination (a lane stays sendable for two of them after a renewal)."""
+    slowest = max((lane.destination.settings.timeout_seconds for lane in lanes.values()), default=0.0)
+    return max(lease_seconds, 3 * slowest)
+
+
+class LaneKeeper:
+    def __init__(self, outbox: Outbox, lanes: Mapping[str, Lane], owner: str, clock: Clock, ttl: float) -> None:
+        self.outbox = outbox
+        self.lanes = lanes
+        self.owner = owner
+        self.clock = clock
+        self.ttl = ttl
+        #: when the leases should next be renewed (clock time)
+        self.renew_at = float("-inf")
+        self._saves: set[asyncio.Task[None]] = set()
+        #: lanes taken over from another holder (or a previous run) and seeded, for tests and logs
+        self.taken = 0
+
+    def renew_due(self, now: float) -> bool:
+        return now >= self.renew_at
+
+    def soon(self) -> None:
+        """Renew at the next round (another dispatcher released lanes, or the clock jumped)."""
+        self.renew_at = float("-inf")
+
+    async def hold(self) -> list[str]:
+        """Take or renew every lane's lease; seed the limiter of each lane newly held. Returns the lanes that
+        became held. Never raises OutboxError: a failed renewal is logged and tried again shortly."""
+        now = self.clock.now()
+        try:
+            held = set(await self.outbox.hold_lanes(list(self.lanes), self.owner, now, self.ttl))
+        except OutboxError as exc:
+            log.error("lane leases not renewed: %s; retrying", exc)
+            self.renew_at = now + RETRY_SECONDS
+            return []
+        self.renew_at = now + self.ttl * RENEW_FRACTION
+        taken: list[str] = []
+        for name, lane in self.lanes.items():
+            if name not in held:
+                if lane.held_until > now:
+                    log.warning("lane lease lost to another dispatcher", extra={"destination": name})
+                lane.held_until = float("-inf")
+                lane.seeded = False
+                continue
+            if not lane.seeded:
+                try:
+                    await self._seed(lane, now)
+                except OutboxError as exc:
+                    log.error("lane not taken: its history could not be read: %s", exc, extra={"destination": name})
+                    self.renew_at = now + RETRY_SECONDS
+                    continue
+                taken.append(name)
+            lane.held_until = now + self.ttl
+        return taken
+
+    async def _seed(self, lane: Lane, now: float) -> None:
+        limits = lane.limiter.windows
+        longest = max((w.limit.per_seconds for w in limits), default=0.0)
+        since = now - longest - lane.lease_seconds
+        history = await self.outbox.lane_history(lane.name, self.owner, since)
+        cap = lane.destination.settings.concurrency  # one unrecorded request per worker at most
+        unrecorded = [min(until, now) for until in history.unrecorded][-cap:] if cap else []
+        lane.limiter.seed([answered for _, answered in history.sends])
+        lane.limiter.seed(unrecorded)
+        state = history.state
+        lane.limiter.restore(state.paused_until, state.factor, state.throttled_at, state.cooldown)
+        lane.seeded = True
+        self.taken += 1
+        log.info(
+            "lane taken",
+            extra={
+                "destination": lane.name,
+                "recorded_requests": len(history.sends),
+                "unrecorded_requests": len(unrecorded),
+                "paused_until": state.paused_until or None,
+            },
+        )
+
+    def save(self, lane: Lane) -> None:
+        """Store the lane's limiter state (after a 429), so its next holder keeps the pause."""
+        paused_until, factor, throttled_at, cooldown = lane.limiter.state()
+        state = LaneState(paused_until=paused_until, factor=factor, throttled_at=throttled_at, cooldown=cooldown)
+        task = asyncio.create_task(self._save(lane.name, state))
+        self._saves.add(task)
+        task.add_done_callback(self._saves.discard)
+
+    async def _save(self, name: str, state: LaneState) -> None:
+        try:
+            await self.outbox.save_lane_state(name, self.owner, state)
+        except OutboxError as exc:
+            log.warning("lane state not stored: %s", exc, extra={"destination": name})
+
+    async def release(self) -> None:
+        """Give every lease back (at shutdown, after the lanes' work was finished or given back)."""
+        if self._saves:
+            await asyncio.gather(*self._saves, return_exceptions=True)
+        for lane in self.lanes.values():
+            lane.held_until = float("-inf")
+        try:
+            await self.outbox.release_lanes(list(self.lanes), self.owner)
+        except OutboxError as exc:
+            log.warning("lane leases not released (they run out instead): %s", exc)
