@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import signal
@@ -36,9 +38,12 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=log.open("ab"), env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 
@@ -63,6 +68,9 @@ def parse_wrk(output: str) -> dict[str, float]:
     """Requests/sec, p50 and p99 (ms) and non-2xx count from `wrk --latency` output."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     result = {"rps": rps, "non2xx": 0.0, "errors": 0.0}
+    total = re.search(r"^\s*(\d+) requests in", output, re.M)
+    if total:
+        result["requests"] = float(total.group(1))
     for pct in ("50", "99"):
         match = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
         if match:
@@ -74,3 +82,49 @@ def parse_wrk(output: str) -> dict[str, float]:
     if errors:
         result["errors"] = float(sum(int(x) for x in errors.groups()))
     return result
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (peak resident) of process `pid`, in KiB, from /proc."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def load_average() -> float:
+    """The 1-minute load average (printed with every result: the machine is shared)."""
+    return os.getloadavg()[0]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of `values` (0 when empty)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def write_json(path: Path, report: object) -> None:
+    path.write_bytes(json.dumps(report, indent=2).encode() + b"\n")
+
+
+def profiler(pid: int, out: Path, log: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` into `out` as collapsed stacks until `pid` exits: all threads, thread names shown,
+    only samples holding the GIL (what the event loop and the writer thread compete for; SQLite's own C work
+    runs without the GIL and is left out). Summarise with `python -m bench.profile OUT`."""
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--threads", "--nolineno", "--gil"]
+    return spawn([*command, "--rate", "250", "-o", str(out)], log)

@@ -1,10 +1,13 @@
 """Delivery drain: a backlog of pending deliveries drained by `bridge serve` to a local sink, against a raw
 aiohttp client sending the same requests to the same sink in the same run.
 
-    .venv/bin/python bench/deliver.py [--deliveries 50000] [--concurrency 32]
+    .venv/bin/python -m bench.deliver [--deliveries 50000] [--concurrency 32] [--json out.json]
+    .venv/bin/python -m bench.deliver --quick    # 1,000 deliveries: the CI smoke test
 
 The backlog is written straight into the SQLite outbox (real ingest writes, group-committed), then
-`bridge serve` starts on it and the time until the ops API reports nothing pending is measured. The sink is a
+`bridge serve` starts on it and the sink's request count is watched until everything arrived; the rate counts
+from the first delivery seen, so start-up is left out. CPU per delivery: the server's utime + stime over that span, and
+the raw client's own process time. The sink is a
 minimal uvloop HTTP/1.1 responder in its own process. Everything runs on 127.0.0.1.
 """
 
@@ -15,13 +18,25 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
 import uvloop
 import yaml
 
-from bench._common import ROOT, free_port, python, spawn, stop, wait_http
+from bench._common import (
+    ROOT,
+    cpu_seconds,
+    free_port,
+    load_average,
+    profiler,
+    python,
+    spawn,
+    stop,
+    wait_http,
+    write_json,
+)
 from bridge.destinations.base import DestinationSettings
 from bridge.destinations.http import DESTINATION as HttpDestination
 from bridge.outbox import open_outbox
@@ -72,24 +87,57 @@ async def prefill(db: Path, count: int) -> None:
         await outbox.close()
 
 
-async def drain_with_bridge(config: Path, port: int, count: int, log: Path) -> float:
+async def drain_with_bridge(
+    config: Path, port: int, sink: str, count: int, log: Path, profile: Path | None = None
+) -> dict[str, float]:
+    """Start `bridge serve` on the filled outbox and watch the sink's request count (every 0.05 s) until every
+    delivery arrived, then the ops API until every one is recorded as delivered.
+
+    The rate is taken between the first look that saw a delivery arrive and the one that saw the last, so the
+    start-up (imports, opening the outbox) is not counted, and the bridge spends nothing on being watched;
+    `with_startup_s` is the whole time from the spawn to the last delivery recorded."""
+    async with aiohttp.ClientSession() as session:
+        base = await _get(session, f"{sink}/__count")  # before the bridge can send anything
+    spawned = time.perf_counter()
     proc = spawn([python(), "-m", "bridge", "serve", "--config", str(config), "--port", str(port)], log)
     try:
-        started = time.perf_counter()
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        if profile is not None:
+            profile.parent.mkdir(parents=True, exist_ok=True)
+            profiler(proc.pid, profile, log.with_name("py-spy.log"))
+        first: tuple[float, int, float] | None = None
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
             while True:
-                async with session.get(f"http://127.0.0.1:{port}/ops/outbox") as response:
-                    stats = await response.json()
-                sink = stats["destinations"].get("sink", {})
-                if sink.get("delivered", 0) >= count:
-                    return time.perf_counter() - started
+                arrived = await _get(session, f"{sink}/__count") - base
+                now, cpu = time.perf_counter(), cpu_seconds(proc.pid)
+                if first is None and arrived > 0:
+                    first = (now, arrived, cpu)
+                if arrived >= count:
+                    break
                 await asyncio.sleep(0.05)
+            assert first is not None
+            if arrived == first[1]:  # all of it between two looks: no steady-state figure
+                raise RuntimeError("the drain finished within one look: use more --deliveries")
+            figures = {
+                "rate": (arrived - first[1]) / (now - first[0]),
+                "cpu_us": (cpu - first[2]) / (arrived - first[1]) * 1e6,
+            }
+            while (await _get(session, f"http://127.0.0.1:{port}/ops/outbox"))["destinations"]["sink"].get(
+                "delivered", 0
+            ) < count:
+                await asyncio.sleep(0.05)
+            figures["with_startup_s"] = time.perf_counter() - spawned
+            return figures
     finally:
         stop(proc)
 
 
-async def raw_client(url: str, count: int, concurrency: int) -> float:
+async def _get(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as response:
+        return orjson.loads(await response.read())
+
+
+async def raw_client(url: str, count: int, concurrency: int) -> dict[str, float]:
     destination = HttpDestination(DestinationSettings(name="sink", type="http", url=url))
     requests = [destination.render([canonical(i)]) for i in range(count)]
     queue = iter(requests)
@@ -104,23 +152,31 @@ async def raw_client(url: str, count: int, concurrency: int) -> float:
                     await response.read()
                     assert response.status == 200
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"rate": count / seconds, "cpu_us": cpu / count * 1e6, "seconds": seconds}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deliveries", type=int, default=50_000)
     parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="smoke test: --deliveries 1000")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--profile", type=Path, help="py-spy the bridge into this file (see bench.profile)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.deliveries = 1000
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="bridge-drain-") as tmp_name:
         tmp = Path(tmp_name)
         sink_port = free_port()
         sink = spawn([python(), "-m", "bench._sink", str(sink_port)], tmp / "sink.log")
         try:
-            time.sleep(0.5)
-            sink_url = f"http://127.0.0.1:{sink_port}/collect"
+            wait_http(f"http://127.0.0.1:{sink_port}/")
+            sink_base = f"http://127.0.0.1:{sink_port}"
+            sink_url = f"{sink_base}/collect"
             db = tmp / "outbox.db"
             t0 = time.perf_counter()
             uvloop.run(prefill(db, args.deliveries))
@@ -136,17 +192,42 @@ def main() -> None:
                     }
                 )
             )
-            bridge_seconds = uvloop.run(drain_with_bridge(config, free_port(), args.deliveries, tmp / "serve.log"))
-            raw_seconds = uvloop.run(raw_client(sink_url, args.deliveries, args.concurrency))
+            bridge = uvloop.run(
+                drain_with_bridge(config, free_port(), sink_base, args.deliveries, tmp / "serve.log", args.profile)
+            )
+            raw = uvloop.run(raw_client(sink_url, args.deliveries, args.concurrency))
         finally:
             stop(sink)
-    bridge_rate = args.deliveries / bridge_seconds
-    raw_rate = args.deliveries / raw_seconds
-    print(f"delivery drain of {args.deliveries} pending deliveries, concurrency {args.concurrency}, 127.0.0.1")
-    print(f"  prefill (ingest writes)    {args.deliveries / prefill_seconds:>10.0f} rows/s")
-    print(f"  bridge serve drain         {bridge_rate:>10.0f} deliveries/s  ({bridge_seconds:.1f} s, incl. start-up)")
-    print(f"  raw aiohttp, same requests {raw_rate:>10.0f} requests/s    ({raw_seconds:.1f} s)")
-    print(f"  ratio bridge / raw         {bridge_rate / raw_rate:>10.2f}")
+    report = {
+        "benchmark": "deliver",
+        "deliveries": args.deliveries,
+        "concurrency": args.concurrency,
+        "load": [load_before, load_average()],
+        "prefill_rows_per_s": args.deliveries / prefill_seconds,
+        "bridge": bridge,
+        "raw": raw,
+        "ratio": bridge["rate"] / raw["rate"],
+        "cpu_ratio": bridge["cpu_us"] / raw["cpu_us"],
+    }
+    print_report(report)
+    if args.json:
+        write_json(args.json, report)
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    bridge, raw = report["bridge"], report["raw"]
+    print(
+        f"delivery drain of {report['deliveries']} pending deliveries, concurrency {report['concurrency']}, "
+        f"127.0.0.1 (load {report['load'][0]:.1f} -> {report['load'][1]:.1f})"
+    )
+    print(f"  prefill (ingest writes)    {report['prefill_rows_per_s']:>10.0f} rows/s")
+    print(
+        f"  bridge serve drain         {bridge['rate']:>10.0f} deliveries/s  {bridge['cpu_us']:>6.0f} us CPU each"
+        f"  ({bridge['with_startup_s']:.1f} s incl. start-up)"
+    )
+    print(f"  raw aiohttp, same requests {raw['rate']:>10.0f} requests/s    {raw['cpu_us']:>6.0f} us CPU each")
+    print(f"  ratio bridge / raw         {report['ratio']:>10.2f}  (CPU per delivery: {report['cpu_ratio']:.2f}x)")
 
 
 if __name__ == "__main__":

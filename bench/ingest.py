@@ -1,25 +1,43 @@
 """Ingest throughput: signed Stripe webhooks against `bridge serve` and, in the same run, against a bare
 Starlette endpoint that only reads the body (same server settings: uvicorn, uvloop + httptools, no access log).
 
-    .venv/bin/python bench/ingest.py [--seconds 10] [--concurrency 32 128]
+    .venv/bin/python -m bench.ingest [--seconds 10] [--concurrency 32 128] [--rounds 3] [--json out.json]
+    .venv/bin/python -m bench.ingest --quick     # one second at 4 connections: the CI smoke test
 
 Needs `wrk` (Debian: apt-get install wrk). Every request is a distinct, validly signed Stripe event (so the
 bridge really verifies, maps and durably stores each one: SQLite WAL, synchronous=FULL, group commit); the
-bodies are generated up front and cycled by a wrk Lua script. Everything runs on 127.0.0.1.
+bodies are generated up front and cycled by a wrk Lua script. Everything runs on 127.0.0.1. Bare and bridge runs
+alternate (bare then bridge at each concurrency, per round) so both see the same shared machine; besides req/s
+and latency, each run reports the server's CPU per request (utime + stime of its process from /proc over the wrk
+run, divided by the requests wrk completed), which moves far less than throughput when the machine is busy.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import yaml
 
-from bench._common import ROOT, free_port, parse_wrk, python, spawn, stop, wait_http
+from bench._common import (
+    ROOT,
+    cpu_seconds,
+    free_port,
+    load_average,
+    parse_wrk,
+    profiler,
+    python,
+    spawn,
+    stop,
+    wait_http,
+    write_json,
+)
 from bridge.demo import stripe_signature
 
 SECRET = "whsec_bench_secret"
@@ -85,57 +103,109 @@ def wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str, flo
     return parse_wrk(output)
 
 
-def main() -> None:
+def run_one(
+    tmp: Path, target: str, connections: int, seconds: int, pool: int, tag: str, profile: Path | None = None
+) -> dict[str, float]:
+    """One wrk run against a freshly started server; adds the server's CPU per request (µs)."""
+    run = f"{target}{connections}{tag}"
+    script = tmp / f"{run}.lua"
+    lua_script(bodies(pool, run), script)
+    port = free_port()
+    if target == "bare":
+        command = [python(), "-m", "uvicorn", "bare:app", "--app-dir", str(tmp), "--port", str(port)]
+        command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    else:
+        config = tmp / f"{run}.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "outbox": {"url": f"sqlite:///{tmp / (run + '.db')}"},
+                    "mappings": str(ROOT / "mappings"),
+                    "sources": {"stripe": {"provider": "stripe", "secrets": [SECRET]}},
+                }
+            )
+        )
+        command = [python(), "-m", "bridge", "serve", "--config", str(config), "--port", str(port)]
+        command += ["--log-level", "WARNING"]
+    proc = spawn(command, tmp / f"{run}.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        if profile is not None and target == "bridge":
+            profile.mkdir(parents=True, exist_ok=True)
+            profiler(proc.pid, profile / f"ingest-c{connections}{tag}.txt", tmp / "py-spy.log")
+        cpu_before = cpu_seconds(proc.pid)
+        result = wrk(f"http://127.0.0.1:{port}/webhooks/stripe", connections, seconds, script)
+        cpu = cpu_seconds(proc.pid) - cpu_before
+    finally:
+        stop(proc)
+    result["cpu_us"] = cpu / max(1.0, result.get("requests", result["rps"] * seconds)) * 1e6
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--rounds", type=int, default=1, help="repeat each pair of runs; medians are reported")
     parser.add_argument("--pool", type=int, default=0, help="distinct signed requests per run (default: 15k/s)")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="smoke test: --seconds 1 --concurrency 4 --pool 2000")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--profile", type=Path, help="py-spy the bridge runs into DIR (see bench.profile)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.concurrency, args.pool = 1, [4], args.pool or 2000
     pool = args.pool or 15_000 * args.seconds
-
+    load_before = load_average()
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "bare.py").write_text(BARE_APP)
-        results: dict[tuple[str, int], dict[str, float]] = {}
-        for target in ("bare", "bridge"):
+        # bare and bridge alternate, so both see the same (shared, busy) machine as nearly as possible
+        for round_ in range(args.rounds):
             for connections in args.concurrency:
-                run = f"{target}{connections}"
-                script = tmp / f"{run}.lua"
-                lua_script(bodies(pool, run), script)
-                port = free_port()
-                if target == "bare":
-                    command = [python(), "-m", "uvicorn", "bare:app", "--app-dir", str(tmp), "--port", str(port)]
-                    command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-                else:
-                    config = tmp / f"{run}.yaml"
-                    config.write_text(
-                        yaml.safe_dump(
-                            {
-                                "outbox": {"url": f"sqlite:///{tmp / (run + '.db')}"},
-                                "mappings": str(ROOT / "mappings"),
-                                "sources": {"stripe": {"provider": "stripe", "secrets": [SECRET]}},
-                            }
-                        )
-                    )
-                    command = [python(), "-m", "bridge", "serve", "--config", str(config), "--port", str(port)]
-                    command += ["--log-level", "WARNING"]
-                proc = spawn(command, tmp / f"{run}.log")
-                try:
-                    wait_http(f"http://127.0.0.1:{port}/healthz")
-                    results[(target, connections)] = wrk(
-                        f"http://127.0.0.1:{port}/webhooks/stripe", connections, args.seconds, script
-                    )
-                finally:
-                    stop(proc)
+                for target in ("bare", "bridge"):
+                    result = run_one(tmp, target, connections, args.seconds, pool, f"r{round_}", args.profile)
+                    runs.setdefault((target, connections), []).append(result)
+    results = []
+    for (target, connections), measured in runs.items():
+        row: dict[str, Any] = {"target": target, "connections": connections}
+        for key in ("rps", "p50", "p99", "non2xx", "errors", "cpu_us"):
+            row[key] = statistics.median(r.get(key, 0.0) for r in measured)
+        results.append(row)
+    reference = {row["connections"]: row for row in results if row["target"] == "bare"}
+    for row in results:
+        bare = reference[row["connections"]]
+        row["ratio"] = row["rps"] / bare["rps"]
+        row["p99_ratio"] = row["p99"] / bare["p99"] if bare["p99"] else 0.0
+        row["cpu_ratio"] = row["cpu_us"] / bare["cpu_us"] if bare["cpu_us"] else 0.0
+    report = {
+        "benchmark": "ingest",
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "load": [load_before, load_average()],
+        "results": results,
+    }
+    print_report(report)
+    if args.json:
+        write_json(args.json, report)
+    return report
 
-    print(f"ingest, {args.seconds}s per run, wrk -t1, one server process, 127.0.0.1")
-    print(f"{'target':<8} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'ratio':>6}")
-    for (target, connections), r in results.items():
-        ratio = r["rps"] / results[("bare", connections)]["rps"]
+
+def print_report(report: dict[str, Any]) -> None:
+    print(
+        f"ingest, {report['seconds']}s per run, {report['rounds']} round(s) (medians), wrk -t1, one server process, "
+        f"127.0.0.1 (load {report['load'][0]:.1f} -> {report['load'][1]:.1f})"
+    )
+    print(
+        f"{'target':<8} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'cpu us':>7} "
+        f"{'ratio':>6} {'p99 x':>6} {'cpu x':>6}"
+    )
+    for r in sorted(report["results"], key=lambda r: (r["connections"], r["target"])):
         print(
-            f"{target:<8} {connections:>5} {r['rps']:>10.0f} {r.get('p50', 0):>8.2f} {r.get('p99', 0):>8.2f} "
-            f"{r['non2xx']:>8.0f} {ratio:>6.2f}"
+            f"{r['target']:<8} {r['connections']:>5} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+            f"{r['non2xx']:>8.0f} {r['cpu_us']:>7.0f} {r['ratio']:>6.2f} {r['p99_ratio']:>6.2f} {r['cpu_ratio']:>6.2f}"
         )
+    print("ratio: req/s / bare's; p99 x: p99 / bare's; cpu x: server CPU per request / bare's (same run)")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ def serve_app(app: Any, settings: Settings, *, host: str, port: int, proxy_heade
     """Run `app` under uvicorn the way `bridge serve` does, until SIGINT/SIGTERM."""
     import uvicorn
 
+    from bridge.server import HttpProtocol
+
     # Everything loaded so far lives for the whole process: keep it out of the collector's scans, and collect
     # young objects less often (measured: the cyclic GC took ~6 % of the event loop under ingest load).
     gc.freeze()
@@ -59,7 +61,7 @@ def serve_app(app: Any, settings: Settings, *, host: str, port: int, proxy_heade
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,  # httptools, one write per response (bridge/server.py)
         access_log=False,  # measured: uvicorn's access log halves throughput; ingest logs through our logger
         log_config=None,
         lifespan="on",

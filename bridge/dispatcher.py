@@ -99,7 +99,7 @@ class Dispatcher:
                         "leased_for": lease,
                     },
                 )
-            self.lanes[name] = Lane(dest, limiter, lease)
+            self.lanes[name] = Lane(dest, limiter, lease, claim_batch=settings.claim_batch)
         self.sender = Sender(session, clock, settings.retry, self.rng, on_throttled=self._throttled)
         ttl = lane_ttl(settings.lane_lease_seconds, self.lanes)
         self.keeper = LaneKeeper(outbox, self.lanes, self.owner, clock, ttl)
@@ -233,10 +233,17 @@ class Dispatcher:
         now = self.clock.now()
         self._round_started = now
         try:
-            sleep = self.poll_seconds
-            for name, lane in self.lanes.items():
-                sleep = min(sleep, await self._fill_lane(name, lane, now))
-            return max(sleep, 0.0)
+            # all lanes at once: their claims are written in one group commit instead of one commit after another
+            # (with five destinations, the last lane's claim used to wait for four commits)
+            fills = [
+                asyncio.create_task(self._fill_lane(name, lane, now), name=f"dispatcher-claim-{name}")
+                for name, lane in self.lanes.items()
+            ]
+            outcomes = await asyncio.gather(*fills, return_exceptions=True)
+            failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+            if failed:
+                raise failed[0]
+            return max(min([self.poll_seconds, *(o for o in outcomes if not isinstance(o, BaseException))]), 0.0)
         finally:
             self._round_started = None
 
@@ -254,7 +261,7 @@ class Dispatcher:
             return wait
         if now - lane.checked_at >= self.poll_seconds or (lane.next_due_at is not None and lane.next_due_at <= now):
             lane.may_have_work = True
-        room = lane.capacity - len(lane.queue) - lane.sending
+        room = lane.room
         if room <= 0:
             return self.poll_seconds  # a worker that finishes a batch wakes the loop (_lane_low)
         if not lane.may_have_work:
@@ -321,7 +328,7 @@ class Dispatcher:
                 )
 
     def _lane_low(self, lane: Lane) -> None:
-        if len(lane.queue) < lane.capacity // 2:
+        if lane.wants_claim():
             lane.may_have_work = True
             self._wake.set()
 
@@ -348,6 +355,11 @@ class Dispatcher:
             if not lane.queue:
                 lane.ready.clear()
                 await lane.ready.wait()
+                continue
+            if lane.recording > lane.capacity:
+                # the outbox records slower than the lane sends: let it catch up before sending more
+                lane.recorded.clear()
+                await lane.recorded.wait()
                 continue
             now = self.clock.now()
             if not lane.sendable(now):  # the lease is lapsing: the claim loop gives the queue back or renews
@@ -376,15 +388,32 @@ class Dispatcher:
                 self._lane_low(lane)
 
     async def _deliver(self, lane: Lane, batch: list[Delivery], ticket: int) -> None:
-        """Send `batch` and record the outcome. Never raises (but for cancellation): whatever goes wrong becomes
-        an attempt with its reason, or — if even recording fails — leases that run out and are taken again.
-        `ticket`: the rate limiter's count of this request, given back if no request goes out."""
+        """Send `batch`, then have the outcome recorded in a task of its own, so the worker goes on to its next
+        batch while the outbox commits this one (the deliveries stay leased until then; stop() waits for the
+        recording like for a send). Never raises (but for cancellation): whatever goes wrong becomes an attempt
+        with its reason, or — if even recording fails — leases that run out and are taken again. `ticket`: the
+        rate limiter's count of this request, given back if no request goes out."""
         try:
-            await self._send_and_record(lane, batch, ticket)
+            sent = await self._send(lane, batch, ticket)
         finally:
             lane.limiter.cancel(ticket)
+        if sent is None:
+            return
+        lane.recording += len(sent[1])
+        task = asyncio.create_task(self._record(lane, *sent))
+        self._sends.add(task)
+        task.add_done_callback(functools.partial(self._recorded, lane, len(sent[1])))
 
-    async def _send_and_record(self, lane: Lane, batch: list[Delivery], ticket: int) -> None:
+    def _recorded(self, lane: Lane, count: int, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        lane.recording -= count
+        lane.recorded.set()
+        self._lane_low(lane)  # a recorded retry may be due before the claim loop would look again
+
+    async def _send(
+        self, lane: Lane, batch: list[Delivery], ticket: int
+    ) -> tuple[list[Delivery], list[AttemptResult]] | None:
+        """Send what of `batch` can still be sent under its lease: (the deliveries sent, their results), or None."""
         now = self.clock.now()
         timeout = lane.destination.settings.timeout_seconds
         fresh = [d for d in batch if d.lease_until > now + timeout]
@@ -397,7 +426,7 @@ class Dispatcher:
             await self._give_back(lane, stale)
             self._wake.set()
         if not fresh:
-            return
+            return None
         try:
             results = await self.sender.send(lane, fresh, ticket)
         except Exception as exc:  # a bug: say so on each delivery, keep the worker
@@ -407,7 +436,7 @@ class Dispatcher:
             lane.stats.internal_errors += 1
             outcome = Outcome(Verdict.RETRY, f"internal error while sending: {type(exc).__name__}: {exc}")
             results = [self.sender.result(lane, d, outcome, now) for d in fresh]
-        await self._record(lane, fresh, results)
+        return fresh, results
 
     async def send(self, lane: Lane, batch: Sequence[Delivery]) -> list[AttemptResult]:
         """Render, send and classify one request for `batch` (bridge/sending.py), outside the rate limiter; one

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -29,6 +29,8 @@ class Mapped:
     status: WebhookStatus
     error: str | None
     events: list[dict[str, Any]]
+    #: each event as JSON (written once, when its size was checked; stored as is)
+    encoded: list[bytes] = field(default_factory=list)
 
 
 def map_event(
@@ -58,19 +60,24 @@ def map_event(
     if not events:
         return Mapped("ignored", "no rule matched", [])
     try:
-        encode_events(events, limits)
+        encoded = encode_events(events, limits)
     except EventTooLarge as exc:
         return Mapped("mapping_failed", str(exc), [])
-    return Mapped("accepted", None, events)
+    return Mapped("accepted", None, events, encoded)
 
 
-def route(events: Sequence[Mapping[str, Any]], destinations: Mapping[str, Destination]) -> list[NewDelivery]:
+def route(
+    events: Sequence[Mapping[str, Any]],
+    destinations: Mapping[str, Destination],
+    encoded: Sequence[bytes] | None = None,
+) -> list[NewDelivery]:
     """One delivery per (event, destination that routes the event's name and accepts the event); ordered by key
-    for destinations with `ordering: by_key` (bridge/ordering.py)."""
+    for destinations with `ordering: by_key` (bridge/ordering.py). `encoded`: the events as JSON already
+    (Mapped.encoded), used as the payloads."""
     deliveries = []
-    for event in events:
+    for index, event in enumerate(events):
         name = event["name"]
-        payload: bytes | None = None
+        payload: bytes | None = encoded[index] if encoded else None
         ordering: Ordering | None = None
         for dest_name, destination in destinations.items():
             if destination.routes(name) and destination.accepts(event):
@@ -131,8 +138,9 @@ async def store(
                 event_type=event.event_type,
                 status=mapped.status,
                 error=mapped.error,
-                events=orjson.dumps(mapped.events),
-                deliveries=route(mapped.events, destinations),
+                # the same bytes orjson.dumps(mapped.events) gives, without writing each event a second time
+                events=b"[" + b",".join(mapped.encoded) + b"]" if mapped.encoded else orjson.dumps(mapped.events),
+                deliveries=route(mapped.events, destinations, mapped.encoded),
             )
         )
     if not webhooks:

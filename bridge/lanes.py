@@ -86,6 +86,12 @@ class Lane:
     lease_seconds: float
     queue: deque[Delivery] = field(default_factory=deque)
     sending: int = 0
+    #: deliveries sent whose outcome the outbox has not recorded yet (still leased to us)
+    recording: int = 0
+    #: set whenever a recording ends (a worker waiting for the outbox to catch up waits for it)
+    recorded: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the most one claim asks for (`dispatcher.claim_batch`)
+    claim_batch: int = 100
     #: False after a claim came back short: nothing more is due until woken or `next_due_at` passes
     may_have_work: bool = True
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -106,8 +112,18 @@ class Lane:
 
     @property
     def capacity(self) -> int:
-        """How many deliveries this lane wants buffered: enough to keep every worker busy with a full batch."""
-        return self.destination.settings.concurrency * self.destination.max_batch * 2
+        """How many deliveries this lane holds (queued or being sent): every worker busy with a full batch, and
+        a full claim on top, so the workers still have work while the next claim waits for its commit."""
+        return self.destination.settings.concurrency * self.destination.max_batch + self.claim_batch
+
+    @property
+    def room(self) -> int:
+        """How many more deliveries a claim may take now."""
+        return self.capacity - len(self.queue) - self.sending
+
+    def wants_claim(self) -> bool:
+        """Enough room for a claim worth its commit: half a full claim."""
+        return self.room >= max(1, min(self.claim_batch, self.capacity) // 2)
 
     @property
     def name(self) -> str:
@@ -125,7 +141,7 @@ class Lane:
         return self.held_until > now + self.destination.settings.timeout_seconds
 
     def has_work(self) -> bool:
-        return bool(self.queue) or self.sending > 0 or self.due_since is not None
+        return bool(self.queue) or self.sending > 0 or self.recording > 0 or self.due_since is not None
 
     def saw_work(self, now: float) -> None:
         if self.due_since is None:

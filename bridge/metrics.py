@@ -131,21 +131,39 @@ class Metrics:
         )
         self._lanes = _LaneCounters()
         r.register(self._lanes)
+        # the labelled series each call site updates, looked up once: `labels()` builds a key and takes the
+        # family's lock on every call (label values are configured names and fixed words, so these stay small)
+        self._webhook_series: dict[tuple[str, str], Any] = {}
+        self._rejection_series: dict[tuple[str, str], Any] = {}
+        self._handled_series: dict[str, Any] = {}
+        self._request_series: dict[str, Any] = {}
 
     # -- events, counted where they happen --------------------------------------------------------------
 
     def webhook(self, source: str, status: str) -> None:
-        self.webhooks.labels(source, status).inc()
+        series = self._webhook_series.get((source, status))
+        if series is None:
+            series = self._webhook_series[(source, status)] = self.webhooks.labels(source, status)
+        series.inc()
 
     def rejected(self, source: str, reason: str) -> None:
-        self.rejections.labels(source, reason).inc()
+        series = self._rejection_series.get((source, reason))
+        if series is None:
+            series = self._rejection_series[(source, reason)] = self.rejections.labels(source, reason)
+        series.inc()
 
     def webhook_handled(self, source: str, seconds: float) -> None:
-        self.webhook_seconds.labels(source).observe(seconds)
+        series = self._handled_series.get(source)
+        if series is None:
+            series = self._handled_series[source] = self.webhook_seconds.labels(source)
+        series.observe(seconds)
 
     def request(self, destination: str, seconds: float) -> None:
         """The dispatcher's hook: one destination request took `seconds`."""
-        self.request_seconds.labels(destination).observe(seconds)
+        series = self._request_series.get(destination)
+        if series is None:
+            series = self._request_series[destination] = self.request_seconds.labels(destination)
+        series.observe(seconds)
 
     # -- what this process counted, for the status page ----------------------------------------------
 

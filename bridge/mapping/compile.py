@@ -19,7 +19,7 @@ from jmespath.exceptions import IncompleteExpressionError, JMESPathError, LexerE
 from bridge import yamlsrc
 from bridge.errors import MappingError
 from bridge.events import CANONICAL_NAMES, FIELDS, FieldValueError, coerce, is_known_field, is_valid_name
-from bridge.mapping import analysis, fast
+from bridge.mapping import analysis, fast, generate
 from bridge.mapping.evaluate import CompiledMapping, FieldPlan, MappingSet, Rule, coercer
 
 FILE_KEYS = ("provider", "description", "defaults", "events")
@@ -219,9 +219,9 @@ class _FileCompiler:
             guess = analysis.closest(str(name).lower(), CANONICAL_NAMES)
             hint = f"did you mean {guess!r}?" if guess else "use a canonical name or a lower_snake custom name"
             self.error(f"unknown event name {name!r}", node.value_mark("name"), hint)
-        when, when_text = None, None
+        when, when_text, when_node = None, None, None
         if "when" in node:
-            when, when_text = self.condition(node["when"], node.value_mark("when"))
+            when, when_text, when_node = self.condition(node["when"], node.value_mark("when"))
         fields: dict[str, FieldPlan | None] = {}
         self.broken = set(self.broken_defaults)
         if "fields" in node:
@@ -254,6 +254,7 @@ class _FileCompiler:
             when,
             when_text,
             tuple(plans),
+            generate.rule_function(when_node, when, plans),
             ordering_key=ordering.get("ordering_key"),
             sequence=ordering.get("sequence"),
         )
@@ -302,7 +303,7 @@ class _FileCompiler:
                     self.error(f"{path}: {exc}", mark, analysis.KIND_HINTS.get(kind))
                     return None
             constant = value
-            return FieldPlan(path, repr(value), lambda document: constant, coercer(kind), False)
+            return FieldPlan(path, repr(value), lambda document: constant, coercer(kind), False, None, kind)
         if not isinstance(value, str):
             self.error(
                 f"{path}: expected a JMESPath expression (text) or a constant, got {type(value).__name__}",
@@ -324,30 +325,30 @@ class _FileCompiler:
             return None
         # minor_to_major()/decimal() and to_rfc3339()/from_ms() already give canonical money and time text
         canonical = (kind, analysis.result_type(ast)) in (("money", "decimal"), ("time", "time"))
-        return FieldPlan(path, value, fast.build(ast), None if canonical else coercer(kind), False)
+        return FieldPlan(path, value, fast.build(ast), None if canonical else coercer(kind), False, ast, kind)
 
-    def condition(self, value: Any, mark: Mark) -> tuple[fast.Getter | None, str | None]:
+    def condition(self, value: Any, mark: Mark) -> tuple[fast.Getter | None, str | None, dict[str, Any] | None]:
         if value is None or value is False:
             self.error(
                 f"rule can never match: `when` is {'null' if value is None else 'false'}",
                 mark,
                 "remove the rule or fix the condition",
             )
-            return None, None
+            return None, None, None
         if not isinstance(value, str):
             self.error(
                 "`when` must be a JMESPath expression (text)", mark, "remove `when` to emit on every event of the type"
             )
-            return None, None
+            return None, None, None
         ast, tokens = self.parse(value, mark)
         if ast is None:
-            return None, None
+            return None, None, None
         problems = analysis.check_functions(ast, tokens)
         if not problems:
             never = analysis.never_matches(ast, tokens)
             problems = [never] if never else []
         self.report(problems, value, mark)
-        return fast.build(ast), value
+        return fast.build(ast), value, ast
 
     def parse(self, expression: str, mark: Mark) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         problem: analysis.Problem | None
@@ -425,4 +426,4 @@ def _field_order(plan: FieldPlan) -> tuple[int, str]:
 def _with_copy(plan: FieldPlan, copy: bool) -> FieldPlan:
     if copy == plan.copy:
         return plan
-    return FieldPlan(plan.path, plan.expression, plan.get, plan.coerce, copy)
+    return FieldPlan(plan.path, plan.expression, plan.get, plan.coerce, copy, plan.node, plan.kind)

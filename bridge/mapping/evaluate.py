@@ -1,8 +1,8 @@
 """Compiled mappings and their evaluation: one InboundEvent in, canonical events out (pure, no I/O).
 
-Everything that can be decided once is decided at load time (compile.py): each expression is a closure
-(fast.py), each field knows its canonical kind and coercion, rules are grouped by provider event type.
-Per webhook, evaluation only runs closures, coerces results and sets paths.
+Everything that can be decided once is decided at load time (compile.py): each rule is one generated function
+(generate.py: its paths read once, its fields coerced and placed), rules are grouped by provider event type.
+Per webhook, evaluation runs each rule's function and checks the required fields.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import MappingEvalError
-from bridge.events import FieldValueError, coerce, set_path
-from bridge.mapping.fast import Getter, is_false
+from bridge.events import FieldValueError, coerce
+from bridge.mapping.fast import Getter
+from bridge.mapping.generate import CoerceFailed, FieldFailed, RuleFunction, WhenFailed
 from bridge.providers.base import InboundEvent
 
 Coercer = Callable[[Any], Any]
@@ -29,6 +30,8 @@ class FieldPlan:
     get: Getter
     coerce: Coercer | None  # None: a free-form field (properties.*), kept as the expression gives it
     copy: bool  # an object value other fields are set inside: copy it so the webhook document is never mutated
+    node: dict[str, Any] | None = None  # the parsed expression (None: a constant, `get` gives it)
+    kind: str | None = None  # the canonical field's kind (None: free-form)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,8 @@ class Rule:
     when: Getter | None
     when_text: str | None
     fields: tuple[FieldPlan, ...]
+    #: the whole rule as one generated function (generate.py): None when `when` is false, else the field values
+    run: RuleFunction
     #: the entity whose events a `by_key` destination delivers in order (None: the canonical entity id)
     ordering_key: FieldPlan | None = None
     #: the provider's sequence number of the event, ordering events that occurred in the same second
@@ -123,33 +128,25 @@ class CompiledMapping:
                 document["_received_at"] = received_at
         produced: list[dict[str, Any]] = []
         for rule in rules:
-            if rule.when is not None:
-                try:
-                    matched = rule.when(document)
-                except Exception as exc:  # any failure inside jmespath or a function: this webhook fails to map
-                    raise self._error(rule, "when", f"{_describe(exc)} (in {rule.when_text!r})") from exc
-                if is_false(matched):
-                    continue
-            produced.append(self._emit(rule, document, event, source, provider))
+            try:
+                values = rule.run(document)
+            except WhenFailed as failed:  # any failure inside jmespath or a function: this webhook fails to map
+                detail = f"{_describe(failed.cause)} (in {rule.when_text!r})"
+                raise self._error(rule, "when", detail) from failed.cause
+            except FieldFailed as failed:
+                plan = rule.fields[failed.index]
+                detail = f"{_describe(failed.cause)} (in {plan.expression!r})"
+                raise self._error(rule, plan.path, detail) from failed.cause
+            except CoerceFailed as failed:
+                plan = rule.fields[failed.index]
+                raise self._error(rule, plan.path, f"{failed.cause} (from {plan.expression!r})") from None
+            if values is not None:
+                produced.append(self._emit(rule, values, document, event, source, provider))
         return produced
 
-    def _emit(self, rule: Rule, document: Any, event: InboundEvent, source: str, provider: str) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for plan in rule.fields:
-            try:
-                value = plan.get(document)
-            except Exception as exc:
-                raise self._error(rule, plan.path, f"{_describe(exc)} (in {plan.expression!r})") from exc
-            if value is None:
-                continue
-            if plan.coerce is not None:
-                try:
-                    value = plan.coerce(value)
-                except FieldValueError as exc:
-                    raise self._error(rule, plan.path, f"{exc} (from {plan.expression!r})") from None
-            if plan.copy and isinstance(value, dict):
-                value = dict(value)
-            set_path(values, plan.path, value)
+    def _emit(
+        self, rule: Rule, values: dict[str, Any], document: Any, event: InboundEvent, source: str, provider: str
+    ) -> dict[str, Any]:
         for required in ("id", "occurred_at"):
             if required not in values:
                 text = next((plan.expression for plan in rule.fields if plan.path == required), None)

@@ -4,6 +4,7 @@
     sqlite:////var/lib/bridge/o.db    an absolute path (four slashes: "sqlite:///" + "/var/lib/...")
     sqlite:///o.db?group_window_ms=1&max_batch=512
                                       optional group-commit tuning (see SqliteOutbox)
+    sqlite:///o.db?wal_limit_mb=64    the bound on the WAL file (see sqlite_checkpoint.py; default 64)
     postgresql://user:pass@host:5432/db   (or postgres://...) passed to asyncpg as is;
                                       min_size / max_size query parameters size the connection pool
 
@@ -42,6 +43,7 @@ def open_outbox(url: str, *, acquire_timeout: float = 5.0, statement_timeout: fl
 
 def _sqlite(url: str, netloc: str, path: str, query: str, *, busy_timeout: float) -> Outbox:
     from bridge.outbox.sqlite import SqliteOutbox
+    from bridge.outbox.sqlite_checkpoint import WAL_LIMIT_BYTES
 
     if netloc or not path.startswith("/") or len(path) < 2:
         raise OutboxError(
@@ -54,11 +56,20 @@ def _sqlite(url: str, netloc: str, path: str, query: str, *, busy_timeout: float
     try:
         window = float(options.pop("group_window_ms", "0"))
         max_batch = int(options.pop("max_batch", "256"))
+        wal_limit_mb = float(options.pop("wal_limit_mb", str(WAL_LIMIT_BYTES / 2**20)))
     except ValueError as exc:
         raise OutboxError(f"bad SQLite outbox URL option in {url!r}: {exc}") from exc
     if options:
         raise OutboxError(f"unknown SQLite outbox URL option(s) {sorted(options)} in {url!r}")
-    return SqliteOutbox(file, group_window_ms=window, max_batch=max_batch, busy_timeout=busy_timeout)
+    if not 1 <= wal_limit_mb <= 65536:
+        raise OutboxError(f"bad SQLite outbox URL option in {url!r}: wal_limit_mb must be between 1 and 65536")
+    return SqliteOutbox(
+        file,
+        group_window_ms=window,
+        max_batch=max_batch,
+        busy_timeout=busy_timeout,
+        wal_limit_bytes=round(wal_limit_mb * 2**20),
+    )
 
 
 def _postgres(url: str, query: str, *, acquire_timeout: float, statement_timeout: float) -> Outbox:

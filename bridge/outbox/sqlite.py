@@ -8,6 +8,8 @@
 - Writes are group-committed by one writer thread that owns a stdlib sqlite3 connection (see sqlite_writer.py):
   each batch is one transaction, one synchronous call in that thread, and one hop back to the event loop. Reads use
   a second, read-only aiosqlite connection, so ops queries and the dispatcher's polling never wait behind the writer.
+- Checkpoints run in a thread of their own, off the commit path, and keep the WAL file within a bound
+  (sqlite_checkpoint.py).
 - Bounded waits: if another process holds the database's write lock, a batch waits at most `busy_timeout`
   seconds for it and then fails with OutboxUnavailable (503, the provider retries); it never hangs.
 - Lanes: one process, so every lane is always granted to whoever asks (the lock makes the previous holder gone:
@@ -42,6 +44,7 @@ from bridge.outbox.base import (
     PurgeResult,
     RemapResult,
 )
+from bridge.outbox.sqlite_checkpoint import CHECKPOINT_INTERVAL, WAL_LIMIT_BYTES, Checkpointer
 from bridge.outbox.sqlite_connection import WriteConnection, chunks, take_process_lock
 from bridge.outbox.sqlite_fleet import SqliteFleet
 from bridge.outbox.sqlite_ops import fact_keys, fact_states
@@ -55,6 +58,9 @@ from bridge.outbox.sqlite_schema import (
 )
 from bridge.outbox.sqlite_writer import BatchWriter, log
 
+#: ids of deliveries one purge transaction looks at (it deletes at most BULK_CHUNK of them)
+PURGE_WINDOW = 10_000
+
 
 class SqliteOutbox(SqliteFleet):
     """The outbox in one SQLite file. See the module docstring; the contract is bridge.outbox.base.Outbox (its
@@ -64,7 +70,14 @@ class SqliteOutbox(SqliteFleet):
     _migrations = MIGRATIONS
 
     def __init__(
-        self, path: str | Path, *, group_window_ms: float = 0.0, max_batch: int = 256, busy_timeout: float = 5.0
+        self,
+        path: str | Path,
+        *,
+        group_window_ms: float = 0.0,
+        max_batch: int = 256,
+        busy_timeout: float = 5.0,
+        wal_limit_bytes: int = WAL_LIMIT_BYTES,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
     ) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
@@ -77,6 +90,10 @@ class SqliteOutbox(SqliteFleet):
         self._read: aiosqlite.Connection | None = None
         self._read_lock = asyncio.Lock()
         self._writer: BatchWriter | None = None
+        #: WAL checkpoints, in a thread of their own (sqlite_checkpoint.py); the writer never checkpoints
+        self.checkpointer = Checkpointer(
+            self.path, interval=checkpoint_interval, limit_bytes=wal_limit_bytes, busy_timeout=busy_timeout
+        )
         #: in-flight deliveries put back to pending by the last open (they belonged to a dead process)
         self.recovered_in_flight = 0
         #: their lease_until per destination: requests that may have gone out without being recorded
@@ -128,12 +145,15 @@ class SqliteOutbox(SqliteFleet):
             uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
             self._read = await self._connect(uri, uri=True, isolation_level=None)
             await apply_pragmas(self._read, READER_PRAGMAS, writer=False)
+            await self.checkpointer.start()
             self._writer = BatchWriter(
                 self._write,
                 group_window_ms=self._group_window_ms,
                 max_batch=self._max_batch,
                 variable_limit=_variable_limit(),
                 wait_limit=self.busy_timeout,
+                on_commit=self.checkpointer.committed,
+                before_batch=self.checkpointer.before_batch,
             )
             self._writer.start()
         except sqlite3.Error as exc:
@@ -145,7 +165,9 @@ class SqliteOutbox(SqliteFleet):
 
     def _pragmas(self) -> tuple[str, ...]:
         busy = f"PRAGMA busy_timeout={max(0, round(self.busy_timeout * 1000))}"
-        return tuple(busy if p.startswith("PRAGMA busy_timeout") else p for p in self._writer_pragmas)
+        pragmas = tuple(busy if p.startswith("PRAGMA busy_timeout") else p for p in self._writer_pragmas)
+        # commits never checkpoint: the checkpointer's thread does, and keeps the WAL file within its bound
+        return (*pragmas, "PRAGMA wal_autocheckpoint=0", f"PRAGMA journal_size_limit={self.checkpointer.limit_bytes}")
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -160,6 +182,7 @@ class SqliteOutbox(SqliteFleet):
             raise OutboxError(f"cannot open the SQLite outbox {str(self.path)!r}: {exc}") from exc
 
     async def _disconnect(self) -> None:
+        await self.checkpointer.stop()
         if self._read is not None:
             with contextlib.suppress(sqlite3.Error, ValueError):
                 await self._read.close()
@@ -380,11 +403,13 @@ class SqliteOutbox(SqliteFleet):
         chosen = r.check_purge_statuses(statuses)
         deleted = 0
         after_id = 0
-        while chosen:
-            n, after_id = await self._submit("purge_deliveries", (after_id, before, chosen, r.BULK_CHUNK))
+        last_id = int(await self._submit("max_delivery_id", None)) if chosen else 0
+        while chosen and after_id < last_id:
+            # one id window per transaction: with few rows to purge, one chunk would otherwise read the whole table
+            # in one transaction (half a second at a million rows) while every ingest waits behind it
+            arg = (after_id, PURGE_WINDOW, before, chosen, r.BULK_CHUNK)
+            n, after_id = await self._submit("purge_deliveries", arg)
             deleted += n
-            if n < r.BULK_CHUNK:
-                break
         webhooks = 0
         while True:
             n = int(await self._submit("purge_webhooks", (before, r.BULK_CHUNK)))

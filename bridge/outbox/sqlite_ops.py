@@ -137,12 +137,17 @@ class WriteOps(Statements):
     def op_call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         return fn(self.db)
 
-    def op_purge_deliveries(self, arg: tuple[int, float, tuple[str, ...], int]) -> tuple[int, int]:
-        after_id, before, statuses, limit = arg
-        params = [after_id, *statuses, before, limit]
+    def op_purge_deliveries(self, arg: tuple[int, int, float, tuple[str, ...], int]) -> tuple[int, int]:
+        """One chunk of the purge: at most `limit` rows deleted, among the ids (after_id, after_id + window]
+        (window = PURGE_WINDOW): (rows deleted, the cursor for the next chunk)."""
+        after_id, window, before, statuses, limit = arg
+        params = [after_id, after_id + window, *statuses, before, limit]
         self.sql(q.purge_attempts(len(statuses)), params)
         ids = [int(row[0]) for row in self.sql(q.purge_deliveries(len(statuses)), params)]
-        return len(ids), max(ids, default=after_id)
+        return len(ids), (max(ids) if len(ids) >= limit else after_id + window)
+
+    def op_max_delivery_id(self, arg: None) -> int:
+        return int(self.sql(q.MAX_DELIVERY_ID)[0][0])
 
     def op_purge_webhooks(self, arg: tuple[float, int]) -> int:
         before, limit = arg

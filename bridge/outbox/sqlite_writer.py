@@ -87,8 +87,14 @@ class BatchWriter:
         max_batch: int,
         variable_limit: int,
         wait_limit: float = 5.0,
+        on_commit: Callable[[], None] | None = None,
+        before_batch: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self._conn = conn
+        #: called in the writer thread after each COMMIT (the checkpointer's cue), and before each transaction
+        #: with the connection (where the checkpointer empties a WAL past its bound)
+        self._on_commit = on_commit
+        self._before_batch = before_batch
         #: the sqlite3 connection, for the writer thread only
         self._db = conn.conn
         self._ops = WriteOps(conn.conn, variable_limit)
@@ -261,6 +267,8 @@ class BatchWriter:
     def _transaction(self, work: list[tuple[str, Any]]) -> list[Any]:
         """BEGIN IMMEDIATE, every op, COMMIT; on any failure ROLLBACK and raise."""
         db = self._db
+        if self._before_batch is not None:
+            self._before_batch(db)
         try:
             db.execute("BEGIN IMMEDIATE")
             results: list[Any] = []
@@ -271,6 +279,8 @@ class BatchWriter:
                 else:
                     results.extend(self._ops.run_one(kind, arg) for arg in args)
             db.execute("COMMIT")
+            if self._on_commit is not None:
+                self._on_commit()
         except BaseException:
             if db.in_transaction:  # also heals a transaction that an earlier failure left open
                 with contextlib.suppress(sqlite3.Error):

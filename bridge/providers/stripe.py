@@ -39,11 +39,13 @@ from bridge.providers.base import (
 from bridge.providers.params import SECONDS_DIGITS, integer, parse_params
 
 HEADER = "Stripe-Signature"
+_SINGLE = frozenset({"t"})
+_REPEATED = frozenset({"v1"})
 
 
 def parse_signature_header(header: str) -> tuple[str, int, list[str]]:
     """(t as signed, t as seconds, [v1, …]) from a Stripe-Signature value; SignatureError when ambiguous."""
-    params = parse_params(header, header=HEADER, separator=",", single=frozenset({"t"}), repeated=frozenset({"v1"}))
+    params = parse_params(header, header=HEADER, separator=",", single=_SINGLE, repeated=_REPEATED)
     if "t" not in params:
         raise SignatureError("Stripe-Signature header has no t= timestamp")
     signatures = params.get("v1", [])

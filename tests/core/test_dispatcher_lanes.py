@@ -57,7 +57,7 @@ async def test_a_429_pause_is_capped_by_max_retry_after_like_the_retry(tmp_path:
             assert (
                 await bridge.post_stripe(stripe_case("payment_intent.succeeded"), timestamp=clock.now())
             ).status_code == 200
-            purchase = await eventually(lambda: status_of(bridge, "cv", "pi_1PgafyB7WZ01zgkWSjxsAJo3", "pending"))
+            purchase = await eventually(lambda: _retried(bridge, "cv", "pi_1PgafyB7WZ01zgkWSjxsAJo3"))
             assert purchase["next_attempt_at"] == START + 300
             lane = await outbox_lane(bridge, "cv")
             assert lane["paused_until"] == START + 300 and lane["stalled"] is False
@@ -70,6 +70,12 @@ async def test_a_429_pause_is_capped_by_max_retry_after_like_the_retry(tmp_path:
             statuses = [r["status"] for r in fake.requests]
             assert statuses[0] == 429 and statuses[1:] and all(s == 200 for s in statuses[1:])
             assert (await outbox_lane(bridge, "cv"))["paused_until"] is None
+
+
+async def _retried(bridge: Bridge, destination: str, event_id: str) -> dict[str, Any] | None:
+    """The delivery once it is pending again after an attempt (before its first claim it is pending too)."""
+    detail = await status_of(bridge, destination, event_id, "pending")
+    return detail if detail is not None and detail["attempts"] else None
 
 
 async def _all_delivered(bridge: Bridge, destination: str, count: int) -> bool:
@@ -90,7 +96,7 @@ async def test_a_paused_lane_with_due_work_costs_no_claim_rounds(tmp_path: Path)
             assert (
                 await bridge.post_stripe(stripe_case("payment_intent.succeeded"), timestamp=clock.now())
             ).status_code == 200
-            await eventually(lambda: status_of(bridge, "cv", "pi_1PgafyB7WZ01zgkWSjxsAJo3", "pending"))
+            await eventually(lambda: _retried(bridge, "cv", "pi_1PgafyB7WZ01zgkWSjxsAJo3"))
             # a second event: due now on the paused lane, delivered at once on the other
             assert (await bridge.post_stripe(stripe_case("charge.refunded"), timestamp=clock.now())).status_code == 200
             await eventually(lambda: len(sink.requests) == 2)
@@ -254,13 +260,15 @@ async def test_a_paused_lane_gives_back_claims_that_would_outlive_their_lease(tm
     clock = ManualClock(START)
     async with recorder() as (sink, url):
         destinations = {"hook": {"type": "http", "url": f"{url}/hook", "concurrency": 1}}
-        async with running_bridge(tmp_path, destinations=destinations, clock=clock) as bridge:
+        # the lane holds one delivery per worker and one claim's worth: one in flight and one behind it
+        extra = {"dispatcher": {"claim_batch": 1}}
+        async with running_bridge(tmp_path, destinations=destinations, clock=clock, extra=extra) as bridge:
             dispatcher = dispatcher_of(bridge)
             sink.hold = True
             sink.script(429, {"Retry-After": "120"})
             for case in ("payment_intent.succeeded", "charge.refunded", "customer.subscription.created"):
                 assert (await bridge.post_stripe(stripe_case(case), timestamp=clock.now())).status_code == 200
-            # one request in flight, one claimed behind it (the lane buffers two per worker), one pending
+            # one request in flight, one claimed behind it, one pending
             await eventually(lambda: len(sink.requests) == 1 and len(dispatcher.lanes["hook"].queue) == 1)
             sink.release_all()
             await eventually(lambda: dispatcher.lane_stats()["hook"].released == 1)
@@ -283,12 +291,14 @@ async def test_claims_that_waited_past_their_lease_margin_are_given_back_and_sen
     clock = ManualClock(START)
     async with recorder() as (sink, url):
         destinations = {"hook": {"type": "http", "url": f"{url}/hook", "concurrency": 1}}
-        async with running_bridge(tmp_path, destinations=destinations, clock=clock) as bridge:
+        # the lane holds one delivery per worker and one claim's worth: one in flight and one behind it
+        extra = {"dispatcher": {"claim_batch": 1}}
+        async with running_bridge(tmp_path, destinations=destinations, clock=clock, extra=extra) as bridge:
             dispatcher = dispatcher_of(bridge)
             sink.hold = True
             for case in ("payment_intent.succeeded", "charge.refunded", "customer.subscription.created"):
                 assert (await bridge.post_stripe(stripe_case(case), timestamp=clock.now())).status_code == 200
-            # one request in flight, one claimed behind it (the lane buffers two per worker), one pending
+            # one request in flight, one claimed behind it, one pending
             await eventually(lambda: len(sink.requests) == 1 and len(dispatcher.lanes["hook"].queue) == 1)
             clock.advance(25)  # lease 30 s, timeout 10 s: 5 s left is too little to send them
             sink.release_all()

@@ -377,6 +377,10 @@ FULL_SCAN = re.compile(r"^SCAN (deliveries|webhooks|webhook_keys|delivery_keys)\
         ("old_webhook_keys", q.OLD_WEBHOOK_KEYS, [1, 0, "", "", "", 5], "webhook_keys_seen_at"),
         ("old_delivery_keys", q.OLD_DELIVERY_KEYS, [1, 0, "", "", "", "", 5], "delivery_keys_seen_at"),
         ("purge_webhooks", q.PURGE_WEBHOOKS, [1, 1], "webhooks_received_at"),
+        # /ops/outbox and /metrics: kept counts and one index probe, never a pass over the deliveries
+        ("stats_counts", q.STATS_COUNTS, {}, "delivery_counts"),
+        ("stats_oldest", q.STATS_OLDEST, {}, "deliveries_pending_age"),
+        ("stats_webhooks", q.STATS_WEBHOOKS, {}, "webhook_counts"),
     ],
 )
 async def test_hot_queries_use_indexes(
