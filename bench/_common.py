@@ -126,5 +126,7 @@ def profiler(pid: int, out: Path, log: Path) -> subprocess.Popen[bytes]:
     only samples holding the GIL (what the event loop and the writer thread compete for; SQLite's own C work
     runs without the GIL and is left out). Summarise with `python -m bench.profile OUT`."""
     spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        raise SystemExit(f"--profile needs py-spy beside {sys.executable}: .venv/bin/pip install -e '.[bench]'")
     command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--threads", "--nolineno", "--gil"]
     return spawn([*command, "--rate", "250", "-o", str(out)], log)
