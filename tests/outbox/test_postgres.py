@@ -46,6 +46,7 @@ async def test_replicas_opening_together_migrate_once(replicas: Replicas, pg_dsn
             (1,),
             (2,),
             (3,),
+            (4,),
         ]
     finally:
         await conn.close()
