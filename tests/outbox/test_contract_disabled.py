@@ -9,7 +9,7 @@ import dataclasses
 
 from bridge.outbox.base import Disabled
 from tests.outbox.conftest import Store
-from tests.outbox.support import LEASE, T0, AnyOutbox, by_id, delivery, ingest, result, webhook
+from tests.outbox.support import LEASE, T0, by_id, delivery, ingest, result, webhook
 
 GONE = "410 Gone from https://hooks.example/in"
 #: longer than the whole default retry schedule (~32 h)

@@ -37,6 +37,7 @@ async def test_a_replica_sees_the_destination_another_disabled_and_enable_wakes_
     async with serve(sink.app) as url, AsyncExitStack() as stack:
         config = {"gone": {"type": "http", "url": f"{url}/hook", "events": ["*"]}}
         first = await stack.enter_async_context(running_bridge(tmp_path / "a", destinations=config, extra=extra))
+        assert dispatcher_of(first).lanes["gone"].seeded
         async with running_bridge(tmp_path / "b", destinations=config, extra=slow) as second:
             lanes = dispatcher_of(second).lanes
             assert not lanes["gone"].seeded  # the first replica holds the lane
