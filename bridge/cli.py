@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bridge import __version__
+from bridge import __version__, cli_destinations
 from bridge.config import Settings, load_settings
 from bridge.errors import BridgeError, ConfigError, MappingError
 
@@ -289,10 +289,17 @@ def _print_json(data: Any) -> None:
 def cmd_outbox(args: argparse.Namespace) -> int:
     import httpx
 
+    if isinstance(args.id, str) and args.action not in cli_destinations.ACTIONS:
+        print(f"error: outbox {args.action} takes a delivery id, not {args.id!r}", file=sys.stderr)
+        return 2
     client, url = _ops_client(args)
     try:
         with client:
-            if args.action == "status":
+            if args.action in cli_destinations.ACTIONS:
+                response = cli_destinations.request(client, args)
+                if response is None:
+                    return 2
+            elif args.action == "status":
                 response = client.get("/ops/outbox")
             elif args.action == "list":
                 params = {k: v for k, v in (("status", args.status), ("destination", args.destination)) if v}
@@ -414,15 +421,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--test-event-code", help="Meta, TikTok: the code from Events Manager → Test events")
     validate.set_defaults(func=cmd_validate_destination)
 
-    outbox = with_config(
-        sub.add_parser("outbox", help="look at, retry and skip deliveries (through the ops API)")
-    )
+    outbox = with_config(sub.add_parser("outbox", help="deliveries and destinations, through the ops API"))
     outbox.add_argument("--url", help="bridge base URL (default: from the config's server section)")
     outbox.add_argument("--token", help="ops token (default: $BRIDGE_OPS_TOKEN or the config)")
-    outbox.add_argument("action", choices=["status", "list", "show", "retry", "skip", "purge"])
+    actions = ["status", "list", "show", "retry", "skip", "purge", *cli_destinations.ACTIONS]
+    outbox.add_argument("action", choices=actions)
     outbox.add_argument(
-        "id", nargs="?", type=int, help="delivery id (show, retry; skip: give a dead one up so its key goes on)"
+        "id", nargs="?", type=cli_destinations.id_or_name, help="delivery id (show, retry, skip); or destination name"
     )
+    outbox.add_argument("--reason", help="disable: why (shown on the status page and in /ops/outbox)")
     outbox.add_argument("--status", choices=["pending", "in_flight", "delivered", "dead"])
     outbox.add_argument("--destination")
     outbox.add_argument("--limit", type=int, default=50)

@@ -19,6 +19,10 @@ for the fleet; the claim loop renews the leases, and seeds a lane's limiter from
 Work committed by another process wakes the loop through `Outbox.watch` (PostgreSQL: LISTEN/NOTIFY); polling every
 `dispatcher.poll_seconds` stays the fallback.
 
+A disabled destination (it answered 410 Gone, or ops disabled it; bridge/outbox/disabling.py) holds its deliveries:
+the outbox refuses its claims, and its lane gives back what it had claimed and sends nothing until it is enabled
+(`hold`, or the outbox says so when the lane is woken or the lanes are renewed).
+
 Time comes from the injected clock. With a ManualClock a test drives the loop by moving time and calling
 `wake()`; nothing here sleeps on a deadline computed from that clock without being woken again.
 """
@@ -42,8 +46,9 @@ from bridge.config import DispatcherSettings
 from bridge.destinations.base import Destination, Outcome, Verdict
 from bridge.errors import OutboxError
 from bridge.fleet import LaneKeeper, lane_ttl
+from bridge.holds import Holds
 from bridge.lanes import Lane, LaneHealth, LaneStats, lease_for
-from bridge.outbox.base import AttemptResult, Delivery, Outbox
+from bridge.outbox.base import AttemptResult, Delivery, Disabled, Outbox
 from bridge.ratelimit import RateLimiter
 from bridge.sending import Sender, new_session
 
@@ -103,6 +108,7 @@ class Dispatcher:
         self.sender = Sender(session, clock, settings.retry, self.rng, on_throttled=self._throttled)
         ttl = lane_ttl(settings.lane_lease_seconds, self.lanes)
         self.keeper = LaneKeeper(outbox, self.lanes, self.owner, clock, ttl)
+        self.holds = Holds(outbox, self.lanes, clock, lambda: self._wake.set(), self._give_back)
         self.poll_seconds = settings.poll_seconds
         #: claim rounds started by the poll timeout rather than a wake-up (tests check that wake-ups arrive)
         self.polls = 0
@@ -133,6 +139,7 @@ class Dispatcher:
     async def start(self) -> None:
         self._stopping = False
         await self.keeper.hold()  # take (and seed) the lanes before the first claim
+        await self.holds.refresh()
         try:
             await self.outbox.watch(self.wake, self._lanes_released)
         except OutboxError as exc:  # polling still finds the work
@@ -213,6 +220,7 @@ class Dispatcher:
             if self.keeper.renew_due(self.clock.now()):
                 for name in await self.keeper.hold():
                     self.lanes[name].may_have_work = True
+                await self.holds.refresh()  # ops (on any replica) may have disabled a destination
             try:
                 timeout = await self.fill()
             except OutboxError as exc:
@@ -253,6 +261,8 @@ class Dispatcher:
                 give = list(lane.queue)
                 lane.queue.clear()
                 await self._give_back(lane, give)
+            return self.poll_seconds
+        if lane.disabled is not None and await self.holds.held(lane):
             return self.poll_seconds
         wait = lane.wait(now)
         if wait > HOLD_BACK_SECONDS:
@@ -326,6 +336,10 @@ class Dispatcher:
                     "giving claims back failed; their leases run out instead",
                     extra={"delivery_ids": ids, "error": str(exc)},
                 )
+
+    def hold(self, name: str, disabled: Disabled | None) -> None:
+        """Ops disabled (`disabled`) or enabled (None) destination `name`: hold its lane, or let it claim at once."""
+        self.holds.hold(name, disabled)
 
     def _lane_low(self, lane: Lane) -> None:
         if lane.wants_claim():
@@ -425,6 +439,9 @@ class Dispatcher:
             )
             await self._give_back(lane, stale)
             self._wake.set()
+        if lane.disabled is not None:  # disabled meanwhile: hand back unsent
+            await self._give_back(lane, fresh)
+            fresh = []
         if not fresh:
             return None
         try:
@@ -465,6 +482,7 @@ class Dispatcher:
             self._wake.set()
             return
         lane.stats.lost_leases += applied.count(False)
+        self.holds.gone(lane, results)
         retries = [r.next_attempt_at for r, ok in zip(results, applied, strict=True) if ok and r.verdict == "retry"]
         soonest = min((t for t in retries if t is not None), default=None)
         if soonest is not None:

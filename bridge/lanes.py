@@ -7,7 +7,9 @@ request takes (`sendable`): with several replicas, one of them sends for each de
 A lane is *paused* while its rate limiter holds every request back (a 429's Retry-After, capped by
 `dispatcher.retry.max_retry_after`, or a full rate-limit window). It is *stalled* when it is not paused, has work
 due, and has made no attempt for longer than its lease: something that should never happen, and that `/readyz`
-and `/ops/outbox` report by name instead of leaving it to be noticed as missing revenue.
+and `/ops/outbox` report by name instead of leaving it to be noticed as missing revenue. A *disabled* lane (its
+destination answered 410 Gone, or ops disabled it: `disabled`) holds its deliveries on purpose: it is never
+stalled, and `/ops/outbox` shows it as disabled from the outbox's state.
 
 Pure state and arithmetic on times passed in; the dispatcher does the claiming, sending and waiting.
 """
@@ -20,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bridge.destinations.base import Destination
-from bridge.outbox.base import Delivery
+from bridge.outbox.base import Delivery, Disabled
 from bridge.ratelimit import RateLimiter
 
 #: a destination's deliveries are leased for at least this many times its request timeout: one request, the
@@ -109,6 +111,9 @@ class Lane:
     #: the last renewal granted the lane to this dispatcher, whose limiter was seeded from the outbox's history
     #: when it took the lane (False: another dispatcher holds it)
     seeded: bool = False
+    #: the destination is disabled (as this dispatcher last learnt from the outbox, a 410, or ops): nothing is
+    #: claimed or sent for it
+    disabled: Disabled | None = None
 
     @property
     def capacity(self) -> int:
@@ -151,6 +156,8 @@ class Lane:
         """`claim_stuck`: the claim loop has been inside one round for longer than a lease, so no lane gets work."""
         if not self.seeded:  # another replica sends for this destination: nothing here to be paused or stalled
             return LaneHealth(None, False, None, None, self.stats.restarts, self.stats.last_attempt_at, held=False)
+        if self.disabled is not None:  # held on purpose, not stuck
+            return LaneHealth(None, False, None, None, self.stats.restarts, self.stats.last_attempt_at)
         wait = self.wait(now)
         paused_until = now + wait if wait > 0 else None
         due_since = (self.due_since if self.due_since is not None else now) if self.has_work() else None

@@ -108,6 +108,13 @@ class Metrics:
             ["destination"],
             registry=r,
         )
+        self.destination_disabled = Gauge(
+            "bridge_destination_disabled",
+            "1 while a destination is disabled (it answered 410 Gone, or ops disabled it): its deliveries are held "
+            "until it is enabled, by destination.",
+            ["destination"],
+            registry=r,
+        )
         self.outbox_up = Gauge(
             "bridge_outbox_up", "1 when the outbox answered this scrape's query, else 0.", registry=r
         )
@@ -199,6 +206,7 @@ class Metrics:
                 for status in DELIVERY_STATUSES:
                     self.deliveries.labels(destination, status).set(counts.get(status, 0))
                 self.oldest_pending.labels(destination).set(counts.get("oldest_pending_age_seconds") or 0)
+                self.destination_disabled.labels(destination).set(1 if counts.get("disabled") else 0)
         for destination, lane in (health or {}).items():
             paused_until = lane.paused_until
             remaining = max(0.0, paused_until - now) if paused_until is not None and now is not None else 0.0

@@ -8,7 +8,10 @@ the lane's queue:
     rendered alone to find it, and the others still go;
   - an unexpected exception while rendering or sending is a retry with the exception as the reason (a bug, or a
     fault that may pass), logged with its traceback;
-  - timeouts and connection errors are retries.
+  - timeouts and connection errors are retries;
+  - a 410 Gone (whatever the destination's `classify` made of it) disables the destination: every delivery the
+    request carried goes back to pending (a batch as a whole) with the attempt recorded, and the outbox holds the
+    destination's deliveries until ops enable it (AttemptResult.disables; bridge/outbox/disabling.py).
 """
 
 from __future__ import annotations
@@ -20,18 +23,34 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 
 from bridge.clock import Clock
-from bridge.destinations.base import USER_AGENT, BatchTooLarge, HttpRequest, Outcome, Verdict, response_excerpt
+from bridge.destinations.base import (
+    GONE,
+    USER_AGENT,
+    BatchTooLarge,
+    HttpRequest,
+    Outcome,
+    Verdict,
+    response_excerpt,
+)
 from bridge.errors import RenderError
 from bridge.lanes import Lane
 from bridge.outbox.base import AttemptResult, Delivery
 from bridge.retry import RetryPolicy, parse_retry_after
+from bridge.urls import shown
 
 log = logging.getLogger("bridge.dispatcher")
+
+_VERDICTS: dict[Verdict, Literal["delivered", "retry", "dead"]] = {
+    Verdict.DELIVERED: "delivered",
+    Verdict.RETRY: "retry",
+    Verdict.DEAD: "dead",
+}
 
 #: how much of a response body we read (classification and the attempt log)
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -78,6 +97,10 @@ class Sender:
             return results
         t0 = time.perf_counter()
         outcome, status, excerpt = await self.http(lane, prepared.request)
+        gone: str | None = None
+        if status == GONE:  # the destination is gone, for every event of the request: hold them all
+            gone = gone_reason(prepared.request.url)
+            outcome = Outcome(Verdict.DISABLE, f"{outcome.reason}; the destination is disabled until enabled again")
         latency = (time.perf_counter() - t0) * 1000
         now = self.clock.now()
         if ticket is not None:
@@ -105,7 +128,9 @@ class Sender:
             )
         # a partial success names the events (by their index in the request) that failed
         sent = [
-            self.result(lane, d, outcome.for_event(index), started, status=status, latency=latency, excerpt=excerpt)
+            self.result(
+                lane, d, outcome.for_event(index), started, status=status, latency=latency, excerpt=excerpt, gone=gone
+            )
             for index, d in enumerate(prepared.carried)
         ]
         if any(r.verdict != "delivered" for r in sent):  # also a partial success's failed events
@@ -122,13 +147,29 @@ class Sender:
         status: int | None = None,
         latency: float | None = None,
         excerpt: str | None = None,
+        gone: str | None = None,
     ) -> AttemptResult:
-        """The attempt to record for `delivery`; a retry past the schedule is dead. Counts it in the lane's stats."""
+        """The attempt to record for `delivery`; a retry past the schedule is dead. Counts it in the lane's stats.
+        A DISABLE outcome (with `gone`, why) is a retry due at once that never goes dead: the outbox holds it."""
         now = self.clock.now()
         stats = lane.stats
-        verdict: Literal["delivered", "retry", "dead"] = outcome.verdict.value
         next_at: float | None = None
         error = None if outcome.verdict is Verdict.DELIVERED else outcome.reason
+        if outcome.verdict is Verdict.DISABLE:
+            stats.last_failure_at = stats.last_attempt_at = now
+            return AttemptResult(
+                delivery_id=delivery.id,
+                owner=delivery.lease_owner,
+                started_at=started,
+                verdict="retry",
+                next_attempt_at=now,
+                status_code=status,
+                latency_ms=latency,
+                error=error,
+                response_excerpt=excerpt,
+                disables=gone or outcome.reason,
+            )
+        verdict: Literal["delivered", "retry", "dead"] = _VERDICTS[outcome.verdict]
         if outcome.verdict is Verdict.RETRY:
             next_at = self.retry.next_attempt_at(delivery.attempts + 1, now, outcome.retry_after, self.rng)
             if next_at is None:
@@ -288,6 +329,12 @@ def _log_failed(
             "reason": reason,
         },
     )
+
+
+def gone_reason(url: str) -> str:
+    """Why a destination was disabled: "410 Gone from <scheme://host/path>" (no query, no credentials)."""
+    parts = urlsplit(url)
+    return f"{GONE} Gone from {shown(urlunsplit((parts.scheme, parts.netloc, parts.path, '', '')))}"
 
 
 def _put_back(lane: Lane, deliveries: Sequence[Delivery]) -> None:

@@ -1,8 +1,9 @@
 """Trial 4, the destination fault matrix: beside one healthy destination (the strict Convultra sink), one
 destination per fault, each a tiny server on 127.0.0.1 that behaves that way. Signed webhooks fan out to all of
 them. For each fault the trial reads the attempt log through the ops API: the verdict of each attempt (retry,
-dead, delivered), how many attempts were recorded, the wait between the first two (Retry-After honoured?), and
-checks that the healthy destination got everything at once, never waiting behind a broken one.
+dead, delivered; a 410 disables the destination and holds its deliveries, pending and unsent), how many attempts
+were recorded, the wait between the first two (Retry-After honoured?), and checks that the healthy destination got
+everything at once, never waiting behind a broken one.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ CONCURRENCY = 2
 SHORT = {"webhooks": 2, "watch": 9.0}
 FULL = {"webhooks": 10, "watch": 14.0}
 
+#: a 410 disables the destination: its deliveries stay pending (the attempt is recorded as a retry) and unsent
+HELD = "disabled, held"
 #: fault -> (path on the fault server, or a special kind) and the expected first verdict
 FAULTS: dict[str, tuple[str, str]] = {
     "500": ("/status/500", "retry"),
@@ -53,7 +56,7 @@ FAULTS: dict[str, tuple[str, str]] = {
     "429+retry-after-date": ("/status/429?ra=date", "retry"),
     "400": ("/status/400", "dead"),
     "404": ("/status/404", "dead"),
-    "410": ("/status/410", "dead"),
+    "410": ("/status/410", HELD),
     "422": ("/status/422", "dead"),
     "301": ("/status/301", "retry"),
     "302": ("/status/302", "retry"),
@@ -216,6 +219,10 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
                 rows[name] = [
                     await ops_get(bridge.base, f"/ops/deliveries/{row['id']}") for row in listing["deliveries"]
                 ]
+            disabled = {
+                name: state["disabled"]
+                for name, state in (await ops_get(bridge.base, "/ops/destinations"))["destinations"].items()
+            }
             await until(lambda: senders.acked <= set(order_counts(fake)), timeout=10)
         finally:
             await senders.stop()
@@ -236,10 +243,20 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
             cell += f"/gap{gap:.1f}s"
         matrix[name] = cell
         result.check(len(deliveries) == len(senders.acked), f"{name}: {len(deliveries)} deliveries")
+        recorded = "retry" if expected == HELD else expected  # held: the attempt is a retry nobody makes
         result.check(
-            bool(verdicts) and verdicts[0] == expected, f"{name}: first verdict {verdicts[:1]}, expected {expected}"
+            bool(verdicts) and verdicts[0] == recorded, f"{name}: first verdict {verdicts[:1]}, expected {expected}"
         )
-        if expected == "dead":
+        if expected == HELD:
+            tried = [a for d in deliveries for a in d["attempts"]]
+            matrix[name] = f"disabled/{len(tried)} requests/" + ",".join(sorted({d["status"] for d in deliveries}))
+            result.check(bool(disabled.get(slug(name))), f"{name}: the destination is not disabled")
+            result.check(all(d["status"] == "pending" for d in deliveries), f"{name}: held deliveries must be pending")
+            result.check(
+                1 <= len(tried) <= CONCURRENCY and all(a["status_code"] == 410 for a in tried),
+                f"{name}: {len(tried)} requests; after the first 410s nothing may be sent",
+            )
+        elif expected == "dead":
             result.check(
                 len(attempts) == 1 and first["status"] == "dead", f"{name}: dead needs 1 attempt, got {verdicts}"
             )

@@ -8,8 +8,10 @@ A destination never sends, sleeps, retries or stores. The dispatcher:
   2. later calls `build(events)` with 1..max_batch canonical events (dicts, see bridge.events): the module's
      `render` plus the checks every request gets (`checked_request`: header names and values, URL), and sends
      the returned HttpRequest over its shared aiohttp session;
-  3. calls `classify(status, headers, body)` on the answer to decide delivered / retry / dead; an Outcome may
-     name per-event exceptions (`per_event`) when the API reports a partial success for a batch.
+  3. calls `classify(status, headers, body)` on the answer to decide delivered / retry / dead / disable; an
+     Outcome may name per-event exceptions (`per_event`) when the API reports a partial success for a batch.
+     A 410 Gone disables the destination whatever `classify` says (bridge/sending.py): its deliveries are held,
+     pending, until ops enable it again.
 `accepts(event)` may refuse single events at routing time (e.g. consent required and not given): no delivery
 is created for them. `clock` is the app's clock (set by create_app), for destinations whose rendering depends
 on the time (age limits, send timestamps).
@@ -56,12 +58,19 @@ class HttpRequest:
     cleaned: tuple[str, ...] = ()
 
 
+#: the status that disables a destination (RFC 9110 15.5.11: gone, and likely for good)
+GONE = 410
+
+
 class Verdict(Enum):
     DELIVERED = "delivered"  #: done
     RETRY = "retry"  #: try again later (backoff; Retry-After honoured)
     DEAD = "dead"  #: permanent failure: stop, keep for ops to inspect and retry by hand
+    #: the destination is gone (410): disable it; this delivery and every other one of it wait, pending, until
+    #: ops enable it again (nothing goes dead meanwhile)
+    DISABLE = "disable"
 
-    value: Literal["delivered", "retry", "dead"]
+    value: Literal["delivered", "retry", "dead", "disable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +194,7 @@ class Destination(ABC):
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         """Default response table: 2xx delivered; 408, 425, 429, 5xx retry; 3xx retry (never followed);
-        other 4xx dead."""
+        410 disable; other 4xx dead."""
         return classify_status(status)
 
 
@@ -233,6 +242,8 @@ def classify_status(status: int) -> Outcome:
         return Outcome(Verdict.RETRY, f"HTTP {status}")
     if 300 <= status < 400:
         return Outcome(Verdict.RETRY, f"HTTP {status}: redirects are not followed; check the destination URL")
+    if status == GONE:
+        return Outcome(Verdict.DISABLE, f"HTTP {status}")
     return Outcome(Verdict.DEAD, f"HTTP {status}")
 
 

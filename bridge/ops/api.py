@@ -18,7 +18,7 @@ from starlette.routing import Route
 from bridge.errors import OutboxError
 from bridge.maintenance import purge_expired
 from bridge.metrics import CONTENT_TYPE
-from bridge.ops import lanes
+from bridge.ops import destinations, lanes
 from bridge.ops.params import DAYS_MAX, ID_MAX, SECONDS_MAX, number, whole
 from bridge.outbox.base import DELIVERY_STATUSES, WEBHOOK_STATUSES
 from bridge.replay import replay_webhook
@@ -87,7 +87,11 @@ def routes(state: BridgeState) -> list[Route]:
         stuck = lanes.stalled(state)
         if stuck:
             return _json({"status": "stalled", "role": role, "stalled": stuck}, 503)
-        return _json({"status": "ready", "role": role})
+        try:  # held on purpose: ready all the same, but said
+            disabled = sorted(await state.outbox.disabled())
+        except OutboxError as exc:
+            return _json({"status": "unavailable", "role": role, "outbox": str(exc)}, 503)
+        return _json({"status": "ready", "role": role, **({"disabled": disabled} if disabled else {})})
 
     async def full_stats() -> dict[str, Any]:
         """Outbox stats with every configured destination present, zeros included."""
@@ -99,6 +103,7 @@ def routes(state: BridgeState) -> list[Route]:
         # the lanes: paused_until, stalled, due_since, idle_seconds, restarts, last_attempt_at
         for name, lane in lanes.lane_health(state).items():
             per.setdefault(name, dict(zero)).update(lane.as_dict())
+        await destinations.add_disabled(state, per)  # null, or {at, reason, by}: its deliveries are held
         if state.dispatcher is not None:
             stats["dispatcher"] = {
                 "claim_restarts": state.dispatcher.claim_restarts,
@@ -345,6 +350,7 @@ def routes(state: BridgeState) -> list[Route]:
         Route("/ops/mappings", guarded(mappings_status)),
         Route("/ops/mappings/reload", guarded(mappings_reload), methods=["POST"]),
         Route("/ops/outbox/purge", guarded(purge), methods=["POST"]),
+        *destinations.routes(state, guarded),
     ]
 
 

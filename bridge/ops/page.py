@@ -5,6 +5,7 @@
     GET  /ops/ui/deliveries           dead letters and failures, filterable; Retry / Retry all shown
     POST /ops/ui/deliveries/retry     retry the ids posted (CSRF)
     POST /ops/ui/deliveries/skip      give the id posted up (dead, no longer holding its ordering key; CSRF)
+    POST /ops/ui/destinations/{name}/enable   enable a disabled destination: its held deliveries are sent (CSRF)
     GET  /ops/ui/webhooks             stored webhooks, filterable
     GET  /ops/ui/webhooks/{id}        one webhook: headers, body, canonical events, deliveries, Replay
     POST /ops/ui/webhooks/{id}/replay dry run (the diff), then with confirm=1 the replay itself (CSRF)
@@ -32,7 +33,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bridge.errors import OutboxError
-from bridge.ops import views
+from bridge.ops import destinations, views
 from bridge.ops.auth import OpsAuth, Viewer
 from bridge.ops.masking import mask_headers, show_body, show_json
 from bridge.ops.params import whole
@@ -179,7 +180,8 @@ def routes(state: BridgeState) -> list[Route]:
     # -- overview ----------------------------------------------------------------------------------
 
     async def overview(request: Request, viewer: Viewer) -> Response:
-        return render("overview.html", viewer=viewer, data=await views.overview(state), nav="overview")
+        notice = request.query_params.get("notice")
+        return render("overview.html", viewer=viewer, data=await views.overview(state), nav="overview", notice=notice)
 
     async def overview_part(request: Request, viewer: Viewer) -> Response:
         return render("_overview.html", viewer=viewer, data=await views.overview(state))
@@ -243,6 +245,15 @@ def routes(state: BridgeState) -> list[Route]:
         notice = f"delivery {delivery_id} skipped" if count else f"delivery {delivery_id} was not dead or pending"
         separator = "&" if "?" in back else "?"
         return RedirectResponse(f"{back}{separator}{urlencode({'notice': notice})}", 303)
+
+    async def enable(request: Request, viewer: Viewer) -> Response:
+        name = request.path_params["name"]
+        try:
+            answer = await destinations.switch(state, name, enable=True)
+        except destinations.UnknownDestination:
+            return render("error.html", 404, viewer=viewer, message=f"no destination named {name!r} in the config")
+        notice = f"{name} enabled: its held deliveries are being sent" if answer["changed"] else f"{name} was enabled"
+        return RedirectResponse(f"/ops/?{urlencode({'notice': notice})}", 303)
 
     # -- webhooks ----------------------------------------------------------------------------------
 
@@ -373,6 +384,7 @@ def routes(state: BridgeState) -> list[Route]:
         Route("/ops/ui/deliveries", page(deliveries)),
         Route("/ops/ui/deliveries/retry", page(retry, action=True), methods=["POST"]),
         Route("/ops/ui/deliveries/skip", page(skip, action=True), methods=["POST"]),
+        Route("/ops/ui/destinations/{name}/enable", page(enable, action=True), methods=["POST"]),
         Route("/ops/ui/webhooks", page(webhooks)),
         Route("/ops/ui/webhooks/{id:id}", page(webhook)),
         Route("/ops/ui/webhooks/{id:id}/replay", page(replay, action=True), methods=["POST"]),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.ops.destinations import add_disabled
 from bridge.ops.lanes import lane_health
 from bridge.ops.params import SECONDS_MAX, number
 from bridge.outbox.base import DELIVERY_STATUSES
@@ -35,6 +36,7 @@ async def destination_stats(state: BridgeState) -> dict[str, Any]:
         zero: dict[str, Any] = {status: 0 for status in DELIVERY_STATUSES}
         zero.update(oldest_pending_age_seconds=None, last_success_at=None, last_failure_at=None)
         per.setdefault(name, zero)
+    await add_disabled(state, per)
     return stats
 
 
@@ -76,6 +78,8 @@ async def overview(state: BridgeState) -> dict[str, Any]:
                 **counts,
                 "paused_until": paused_until if paused_until is not None and paused_until > now else None,
                 "stalled": lane is not None and lane.stalled,
+                # None, or {at, reason, by}: its deliveries are held until it is enabled
+                "disabled": counts.get("disabled"),
                 # another replica holds the lane (PostgreSQL): its own page shows the lane's state
                 "elsewhere": lane is not None and not lane.held,
                 "failure": await last_failure(state, name) if counts.get("last_failure_at") else None,

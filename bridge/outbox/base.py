@@ -15,7 +15,8 @@ Tables (names and columns are the same in every implementation):
               (bridge/outbox/dedup.py states the rules): per source, provider event ids and body SHA-256s; per
               (source, destination, event name, event id), the one delivery of that fact.
   lanes       one row per destination: which dispatcher sends for it (owner, lease_until) and its limiter's
-              pause after a 429 (paused_until, factor, throttled_at, cooldown), so both outlive a process.
+              pause after a 429 (paused_until, factor, throttled_at, cooldown), so both outlive a process; and
+              whether it is disabled (disabled_at, disabled_reason, disabled_by: see Disabled).
 
 Webhook status: accepted (mapped, deliveries created or deduplicated), ignored (no mapping for the type, or no
 rule matched), mapping_failed (the mapping raised; `error` says why; replayable).
@@ -23,6 +24,10 @@ rule matched), mapping_failed (the mapping raised; `error` says why; replayable)
 Delivery status:  pending ──claim──▶ in_flight ──complete──▶ delivered | pending (retry) | dead
                   in_flight with lease_until <= now is claimable again (the owner crashed or hung).
                   dead ──skip──▶ dead with skipped_at set: ops gave it up, it no longer holds its ordering key.
+
+Disabled destinations: a destination that answered 410 Gone (or that ops disabled) holds its deliveries: no
+claim takes them and `next_due_at` does not name them, on any replica, until `enable`; new deliveries for it are
+stored as usual. Nothing goes dead while held (the schedule counts attempts, and a held delivery makes none).
 
 Ordering: a delivery may carry an ordering key (destinations with `ordering: by_key`). Deliveries of one
 destination sharing a key are *open* while pending, in flight, or dead and not skipped; only the first open one
@@ -161,6 +166,26 @@ class AttemptResult:
     latency_ms: float | None
     error: str | None
     response_excerpt: str | None
+    #: the destination answered that it is gone (410): why, e.g. "410 Gone from https://host/path". `complete`
+    #: disables the destination (by "destination") in the same transaction; the verdict is "retry", so the
+    #: delivery is pending again, held until the destination is enabled
+    disables: str | None = None
+
+
+#: who disabled a destination: itself (a 410 answer) or ops (the API, the CLI or the page)
+DisabledBy = Literal["destination", "ops"]
+
+
+@dataclass(frozen=True, slots=True)
+class Disabled:
+    """A disabled destination: since when, why, and by whom."""
+
+    at: float
+    reason: str
+    by: DisabledBy
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "reason": self.reason, "by": self.by}
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +288,22 @@ class Outbox(Protocol):
         and `on_lanes()` when one releases lanes (PostgreSQL: LISTEN/NOTIFY). Polling stays the fallback: nothing
         is lost if a call is missed. A no-op where one process owns the store (SQLite), which wakes its dispatcher
         itself."""
+        ...
+
+    # -- disabled destinations (see the module docstring) ------------------------------------------------
+
+    async def disable(self, destination: str, disabled: Disabled) -> bool:
+        """Disable `destination` (its deliveries are held). Whether it was enabled before (a destination disabled
+        already keeps its first reason)."""
+        ...
+
+    async def enable(self, destination: str) -> Disabled | None:
+        """Enable `destination` again: its held deliveries are claimable at once (and, PostgreSQL, the other
+        replicas are woken). The state it had, or None if it was not disabled."""
+        ...
+
+    async def disabled(self) -> dict[str, Disabled]:
+        """The disabled destinations."""
         ...
 
     # -- ops -------------------------------------------------------------------------------------------

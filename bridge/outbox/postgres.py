@@ -45,7 +45,7 @@ from bridge.outbox.base import (
     PurgeResult,
     RemapResult,
 )
-from bridge.outbox.postgres_fleet import PostgresFleet
+from bridge.outbox.postgres_fleet import PostgresFleet, record_disables
 from bridge.outbox.postgres_ingest import SeenBody, Vanished, duplicates, ingest
 from bridge.outbox.postgres_notify import ALL, Announcer, Listener
 from bridge.outbox.postgres_purge import purge_keys, purge_rows
@@ -283,6 +283,7 @@ class PostgresOutbox(PostgresFleet):
                 [x.verdict for x in flat],
                 [r.finished_at(x) for x in flat],
             )
+            await record_disables(conn, flat)
             return applied
 
         return await self._write(work)

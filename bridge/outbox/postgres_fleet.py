@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bridge.outbox import disabling
 from bridge.outbox import postgres_queries as q
 from bridge.outbox import rows as r
-from bridge.outbox.base import LaneHistory, LaneState
+from bridge.outbox.base import AttemptResult, Disabled, LaneHistory, LaneState
 from bridge.outbox.postgres_notify import Announcer, Listener
 
 T = TypeVar("T")
@@ -35,6 +36,35 @@ class PostgresFleet:
         def _reading(self) -> AbstractAsyncContextManager[Any]: ...
 
         def _require_pool(self) -> Any: ...
+
+    async def disable(self, destination: str, disabled: Disabled) -> bool:
+        """See Outbox.disable. The replica holding the lane sees it at its next claim (refused) and lane renewal."""
+
+        async def work(conn: Any) -> bool:
+            reason = r.clean_text(disabled.reason, strip_nul=True)
+            row = await conn.fetchrow(disabling.PG_DISABLE, destination, disabled.at, reason, disabled.by)
+            return row is not None
+
+        changed = await self._write(work)
+        if changed:
+            self.announcer.work([destination])  # the lane's holder looks at its state again
+        return changed
+
+    async def enable(self, destination: str) -> Disabled | None:
+        """See Outbox.enable: the other replicas are woken (NOTIFY) for the destination, whose held deliveries are
+        due."""
+
+        async def work(conn: Any) -> Disabled | None:
+            return disabling.state(await conn.fetchrow(disabling.PG_ENABLE, destination))
+
+        before = await self._write(work)
+        if before is not None:
+            self.announcer.work([destination])
+        return before
+
+    async def disabled(self) -> dict[str, Disabled]:
+        async with self._reading() as conn:
+            return disabling.states(await conn.fetch(disabling.LIST))
 
     async def hold_lanes(self, destinations: Sequence[str], owner: str, now: float, ttl: float) -> list[str]:
         if not destinations:
@@ -102,3 +132,15 @@ class PostgresFleet:
         if skipped:
             self.announcer.work(skipped)  # the next delivery of each key may be due now
         return len(skipped)
+
+
+async def record_disables(conn: Any, results: Sequence[AttemptResult]) -> None:
+    """Inside `complete`'s transaction: disable the destinations whose attempts say they are gone."""
+    gone = [x for x in results if x.disables is not None]
+    if gone:
+        await conn.execute(
+            disabling.PG_DISABLE_BY_DELIVERY,
+            [x.delivery_id for x in gone],
+            [r.finished_at(x) for x in gone],
+            [r.clean_text(x.disables, strip_nul=True) for x in gone],
+        )

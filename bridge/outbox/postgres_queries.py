@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bridge.outbox.disabling import not_disabled
 from bridge.outbox.rows import ATTEMPT_COLUMNS, CLAIM_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_SUMMARY_COLUMNS
 
 DELIVERY_SELECT = ", ".join(DELIVERY_COLUMNS)
@@ -104,16 +105,19 @@ def first_of_key(row: str, now: str) -> str:
 #: see a key's first delivery as unleased and take it and its successor
 CLAIM_TURN = "SELECT pg_advisory_xact_lock(1651663212, hashtext($1))"
 
-# $1 destination, $2 now, $3 limit, $4 owner, $5 lease_until. SKIP LOCKED: concurrent claimers take disjoint rows.
+# $1 destination, $2 now, $3 limit, $4 owner, $5 lease_until; nothing of a disabled destination. SKIP LOCKED:
+# concurrent claimers take disjoint rows.
 CLAIM = f"""
 WITH pending AS (
     SELECT id, next_attempt_at FROM deliveries AS d
     WHERE destination = $1 AND status = 'pending' AND next_attempt_at <= $2 AND {first_of_key("d", "$2")}
+        AND {not_disabled("$1")}
     ORDER BY next_attempt_at, id LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), expired AS (
     SELECT id, next_attempt_at FROM deliveries AS d
     WHERE destination = $1 AND status = 'in_flight' AND lease_until <= $2 AND {first_of_key("d", "$2")}
+        AND {not_disabled("$1")}
     ORDER BY next_attempt_at, id LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
@@ -333,10 +337,12 @@ WITH RECURSIVE dest (name) AS (
     WHERE dest.name IS NOT NULL)
 """
 
-NEXT_DUE_ONE = """
+# a disabled destination has nothing due (its deliveries are held until it is enabled)
+NEXT_DUE_ONE = f"""
 SELECT least(
     (SELECT min(next_attempt_at) FROM deliveries WHERE destination = $1 AND status = 'pending'),
     (SELECT min(lease_until) FROM deliveries WHERE destination = $1 AND status = 'in_flight'))
+WHERE {not_disabled("$1")}
 """
 
 NEXT_DUE_ALL = f"""

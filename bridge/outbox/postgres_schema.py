@@ -163,6 +163,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "disabled destinations",
+        (
+            # the same change as SQLite's migration 5; nullable columns: no table rewrite, older replicas unaffected
+            "ALTER TABLE lanes ADD COLUMN disabled_at DOUBLE PRECISION, ADD COLUMN disabled_reason TEXT, "
+            "ADD COLUMN disabled_by TEXT",
+        ),
+    ),
 )
 
 

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from bridge.outbox import disabling
 from bridge.outbox import rows as r
 from bridge.outbox import sqlite_queries as q
-from bridge.outbox.base import LaneHistory, LaneState
+from bridge.outbox.base import Disabled, LaneHistory, LaneState
 
 
 class SqliteFleet:
@@ -33,6 +34,20 @@ class SqliteFleet:
         async def _all(
             conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()
         ) -> list[Any]: ...
+
+    async def disable(self, destination: str, disabled: Disabled) -> bool:
+        """See Outbox.disable."""
+        changed: bool = await self._submit("disable", (destination, disabled))
+        return changed
+
+    async def enable(self, destination: str) -> Disabled | None:
+        """See Outbox.enable (one process owns the file: its own dispatcher is woken by the caller)."""
+        before: Disabled | None = await self._submit("enable", destination)
+        return before
+
+    async def disabled(self) -> dict[str, Disabled]:
+        async with self._reading() as conn:
+            return disabling.states(await self._all(conn, disabling.LIST))
 
     async def hold_lanes(self, destinations: Sequence[str], owner: str, now: float, ttl: float) -> list[str]:
         if not destinations:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import OutboxError
-from bridge.outbox import dedup
+from bridge.outbox import dedup, disabling
 from bridge.outbox import sqlite_queries as q
-from bridge.outbox.base import AttemptResult, Delivery, LaneState, NewDelivery, RemapResult
+from bridge.outbox.base import AttemptResult, Delivery, Disabled, LaneState, NewDelivery, RemapResult
 from bridge.outbox.rows import (
     FAR,
     PARK_SCAN,
@@ -134,6 +134,17 @@ class WriteOps(Statements):
         params = {"destination": destination, "owner": owner, **_state_params(state)}
         return bool(self.sql(q.SAVE_LANE_STATE, params))
 
+    def op_disable(self, arg: tuple[str, Disabled]) -> bool:
+        destination, disabled = arg
+        return bool(self.sql(disabling.SQLITE_DISABLE, [destination, disabled.at, disabled.reason, disabled.by]))
+
+    def op_enable(self, destination: str) -> Disabled | None:
+        rows = self.sql(disabling.SQLITE_STATE, [destination])
+        before = disabling.state(rows[0] if rows else None)
+        if before is not None:
+            self.sql(disabling.SQLITE_ENABLE, [destination])
+        return before
+
     def op_call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         return fn(self.db)
 
@@ -235,6 +246,9 @@ class WriteOps(Statements):
         self.many(q.insert_attempts, attempt_rows, q.ATTEMPT_PARAMS)
         activity = [(r.delivery_id, r.verdict, finished_at(r)) for r in flat]
         self.many(q.record_activity, activity, q.ACTIVITY_PARAMS)
+        for r in flat:  # the destination answered that it is gone: hold its deliveries (the first reason stays)
+            if r.disables is not None:
+                self.sql(disabling.SQLITE_DISABLE_BY_DELIVERY, [finished_at(r), clean_text(r.disables), r.delivery_id])
         out: list[list[bool]] = []
         start = 0
         for results in batches:

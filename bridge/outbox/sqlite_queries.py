@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from bridge.outbox.disabling import not_disabled
 from bridge.outbox.rows import ATTEMPT_COLUMNS, CLAIM_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_SUMMARY_COLUMNS
 
 DELIVERY_SELECT = ", ".join(DELIVERY_COLUMNS)
@@ -128,10 +129,11 @@ def first_of_key(row: str, now: str) -> str:
                 OR ({leased}))))"""
 
 
-# The claim: the oldest due pending rows (index deliveries_due, already in order) and the oldest rows whose lease
-# expired (index deliveries_lease, few rows), merged and cut to :limit; a row with an ordering key only while it is
-# the first of its key (first_of_key). `UPDATE ... WHERE id IN (SELECT ... LIMIT)` is the portable form; this
-# SQLite build puts RETURNING before ORDER BY/LIMIT in the other one.
+# The claim: nothing of a disabled destination (not_disabled); else the oldest due pending rows (index
+# deliveries_due, already in order) and the oldest rows whose lease expired (index deliveries_lease, few rows),
+# merged and cut to :limit; a row with an ordering key only while it is the first of its key (first_of_key).
+# `UPDATE ... WHERE id IN (SELECT ... LIMIT)` is the portable form; this SQLite build puts RETURNING before
+# ORDER BY/LIMIT in the other one.
 CLAIM = f"""
 UPDATE deliveries
 SET status = 'in_flight', lease_owner = :owner, lease_until = :lease_until, updated_at = :now, parked_from = NULL
@@ -141,12 +143,14 @@ WHERE id IN (
             SELECT id, next_attempt_at FROM deliveries AS d
             WHERE destination = :destination AND status = 'pending' AND next_attempt_at <= :now
                 AND {first_of_key("d", ":now")}
+                AND {not_disabled(":destination")}
             ORDER BY next_attempt_at, id LIMIT :limit)
         UNION ALL
         SELECT * FROM (
             SELECT id, next_attempt_at FROM deliveries AS d
             WHERE destination = :destination AND status = 'in_flight' AND lease_until <= :now
                 AND {first_of_key("d", ":now")}
+                AND {not_disabled(":destination")}
             ORDER BY next_attempt_at, id LIMIT :limit)
         ORDER BY next_attempt_at, id LIMIT :limit))
 RETURNING {", ".join(CLAIM_COLUMNS)}
@@ -418,11 +422,13 @@ WITH RECURSIVE dest (name) AS (
     WHERE dest.name IS NOT NULL)
 """
 
-NEXT_DUE_ONE = """
+# a disabled destination has nothing due (its deliveries are held until it is enabled)
+NEXT_DUE_ONE = f"""
 SELECT min(t) FROM (
     SELECT min(next_attempt_at) AS t FROM deliveries WHERE destination = :destination AND status = 'pending'
     UNION ALL
     SELECT min(lease_until) FROM deliveries WHERE destination = :destination AND status = 'in_flight')
+WHERE {not_disabled(":destination")}
 """
 
 NEXT_DUE_ALL = f"""

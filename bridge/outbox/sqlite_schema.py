@@ -221,6 +221,14 @@ _MIGRATION_4 = (
     "CREATE INDEX deliveries_pending_age ON deliveries (destination, created_at) WHERE status = 'pending'",
 )
 
+# Migration 5: a destination can be disabled (it answered 410 Gone, or ops disabled it): its deliveries are held
+# until it is enabled. The state sits in its lanes row, so every replica sees it and it outlives restarts.
+_MIGRATION_5 = (
+    "ALTER TABLE lanes ADD COLUMN disabled_at REAL",
+    "ALTER TABLE lanes ADD COLUMN disabled_reason TEXT",
+    "ALTER TABLE lanes ADD COLUMN disabled_by TEXT",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -290,6 +298,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "requests stored once; dedup keys in their own tables, delivery keys per source", _MIGRATION_2, True),
     Migration(3, "ordering keys, skipped deliveries, attempts by destination, lane leases", _MIGRATION_3),
     Migration(4, "kept counts of deliveries and webhooks by status; oldest pending by index", _MIGRATION_4),
+    Migration(5, "disabled destinations", _MIGRATION_5),
 )
 
 

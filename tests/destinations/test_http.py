@@ -135,7 +135,7 @@ def test_template_failing_on_an_event_is_a_render_error() -> None:
 @pytest.mark.parametrize(
     ("status", "verdict"),
     [(200, Verdict.DELIVERED), (204, Verdict.DELIVERED), (400, Verdict.DEAD), (404, Verdict.DEAD),
-     (410, Verdict.DEAD), (429, Verdict.RETRY), (500, Verdict.RETRY), (301, Verdict.RETRY)],
+     (410, Verdict.DISABLE), (429, Verdict.RETRY), (500, Verdict.RETRY), (301, Verdict.RETRY)],
 )  # fmt: skip
 def test_classify(status: int, verdict: Verdict) -> None:
     outcome = make().classify(status, {}, b"nope")

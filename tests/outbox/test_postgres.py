@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -20,6 +21,7 @@ from tests.outbox.support import T0, delivery, ingest, result, webhook
 pytestmark = pytest.mark.postgres
 
 Replicas = Callable[[int], Awaitable[list[PostgresOutbox]]]
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -46,6 +48,7 @@ async def test_replicas_opening_together_migrate_once(replicas: Replicas, pg_dsn
             (1,),
             (2,),
             (3,),
+            (4,),
         ]
     finally:
         await conn.close()
@@ -147,36 +150,66 @@ async def test_statement_timeout_bounds_writes_but_not_migrations(pg_dsn: str) -
         await outbox.close()
 
 
-async def test_replicas_claiming_one_ordered_destination_never_send_two_of_a_key_at_once(replicas: Replicas) -> None:
-    outboxes = await replicas(3)
-    keys = [f"k{i}" for i in range(8)]
-    for n in range(40):  # stored in random order of occurrence
-        key, at = keys[n % 8], T0 - (n * 7919) % 40
-        await ingest(outboxes[n % 3], webhook(f"evt_{n}", ordered_delivery(f"e{n}", key, at)))
-    leased: set[str] = set()
-    sent: dict[str, list[float]] = {key: [] for key in keys}
-    rng = random.Random(3)
+class PausedClaims(PostgresOutbox):
+    """Holds each write transaction open after its work is done, before COMMIT, while `gate` is set and closed:
+    `inside` is set once one is held there."""
 
-    async def sender(outbox: PostgresOutbox, owner: str) -> None:
-        idle = 0
-        while idle < 20:
-            batch = await outbox.claim("sub", 5, T0 + 1, 60, owner)
-            idle = 0 if batch else idle + 1
-            for d in batch:
-                meta = orjson.loads(d.payload)
-                assert meta["key"] not in leased, "two deliveries of one key out at once"
-                leased.add(meta["key"])
-            await asyncio.sleep(rng.random() / 100)
-            for d in batch:
-                meta = orjson.loads(d.payload)
-                sent[meta["key"]].append(meta["at"])
-                leased.discard(meta["key"])
-            await outbox.complete([result(d, owner, "delivered", T0 + 1) for d in batch])
+    gate: asyncio.Event | None = None
+    inside: asyncio.Event
 
-    # two claimers per replica: no lane lease here, so claims really race (the per-destination turn keeps order)
-    await asyncio.gather(*(sender(outboxes[k % 3], f"w{k}") for k in range(6)))
-    assert sum(len(times) for times in sent.values()) == 40
-    assert all(times == sorted(times) for times in sent.values()), sent
+    async def _write(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        async def held(conn: Any) -> T:
+            out = await work(conn)
+            if self.gate is not None:
+                self.inside.set()
+                await self.gate.wait()
+            return out
+
+        return await super()._write(held)
+
+
+async def waiting_on_the_claim_turn(pg_dsn: str) -> bool:
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        waiting = await admin.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid IS NOT NULL"
+        )
+    finally:
+        await admin.close()
+    return bool(waiting)
+
+
+async def test_a_late_earlier_event_is_not_leased_beside_its_successor_by_another_claimer(
+    replicas: Replicas, pg_dsn: str
+) -> None:
+    """The interleaving the per-destination claim turn (q.CLAIM_TURN) exists for, driven step by step: claimer X
+    has leased a key's only delivery (e2) and not committed yet; an earlier event of the key (e1) arrives; claimer
+    Y looks. Y's snapshot sees e2 still pending (not leased) and e1 first of its key: without the turn Y leases e1
+    while X leases e2, two of one key out at once. With it, Y waits for X's commit, then sees e2 leased."""
+    [store] = await replicas(1)
+    x = PausedClaims(pg_dsn, min_size=1, max_size=2)
+    await x.open()
+    try:
+        await ingest(store, webhook("evt_2", ordered_delivery("e2", "k", T0 + 5)))
+        x.gate, x.inside = asyncio.Event(), asyncio.Event()
+        claim_x = asyncio.create_task(x.claim("sub", 5, T0 + 10, 60, "x:1"))
+        await asyncio.wait_for(x.inside.wait(), 30)  # X has e2 locked and leased, uncommitted
+        await ingest(store, webhook("evt_1", ordered_delivery("e1", "k", T0 + 3)))  # the late, earlier event
+        claim_y = asyncio.create_task(store.claim("sub", 5, T0 + 10, 60, "y:1"))
+        # Y either finishes at once (no turn: it did not wait for X) or waits for X's turn to end
+        for _ in range(600):
+            if claim_y.done() or await waiting_on_the_claim_turn(pg_dsn):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("claimer Y neither finished nor waited for its turn")
+        x.gate.set()
+        leased_x, leased_y = await asyncio.wait_for(asyncio.gather(claim_x, claim_y), 30)
+        assert [d.event_id for d in leased_x] == ["e2"]
+        assert [d.event_id for d in leased_y] == [], "two deliveries of one key leased at once"
+    finally:
+        x.gate = None
+        await x.close()
 
 
 async def test_work_committed_by_one_replica_wakes_the_others(replicas: Replicas) -> None:

@@ -1,0 +1,85 @@
+"""Disabled destinations across replicas sharing one PostgreSQL outbox: a 410 recorded by the replica that holds
+the lane disables the destination for the fleet; another replica that takes the lane over sends nothing of it; an
+enable made on any replica wakes the one that holds the lane, and each held delivery is sent once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.outbox.postgres import PostgresOutbox
+from bridge.sinks.server import serve
+from tests.core.test_disabled_destination import Endpoint, disabled, dispatcher_of, payment, rounds, statuses
+from tests.harness import running_bridge
+from tests.ops.support import until
+from tests.outbox.conftest import fresh_database
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    async with fresh_database() as dsn:
+        yield dsn
+
+
+async def test_a_replica_sees_the_destination_another_disabled_and_enable_wakes_the_holder(
+    tmp_path: Path, pg_url: str
+) -> None:
+    sink = Endpoint(410)
+    # a long poll: the enable must reach the lane's holder by its wake-up, not by polling
+    extra: dict[str, Any] = {"outbox": {"url": pg_url}, "dispatcher": {"poll_seconds": 0.2}}
+    slow: dict[str, Any] = {"outbox": {"url": pg_url}, "dispatcher": {"poll_seconds": 600}}
+    async with serve(sink.app) as url, AsyncExitStack() as stack:
+        config = {"gone": {"type": "http", "url": f"{url}/hook", "events": ["*"]}}
+        first = await stack.enter_async_context(running_bridge(tmp_path / "a", destinations=config, extra=extra))
+        assert dispatcher_of(first).lanes["gone"].seeded
+        async with running_bridge(tmp_path / "b", destinations=config, extra=slow) as second:
+            lanes = dispatcher_of(second).lanes
+            assert not lanes["gone"].seeded  # the first replica holds the lane
+            assert (await second.post_stripe(payment(1))).status_code == 200
+
+            async def seen_by_second() -> bool:
+                return await disabled(second) is not None
+
+            await until(seen_by_second, what="the second replica to see the destination disabled")
+            assert (await disabled(second))["by"] == "destination" and sink.hits == ["pi_gone_1"]
+            assert (await second.post_stripe(payment(2))).status_code == 200
+
+            # the holder stops: the second replica takes the lane over, and sends nothing of it
+            await stack.aclose()
+
+            async def taken_over() -> bool:
+                return lanes["gone"].seeded
+
+            await until(taken_over, what="the second replica to take the lane")
+            await rounds(second)
+            assert sink.hits == ["pi_gone_1"]
+            assert await statuses(second) == [("pending", 0), ("pending", 1)]
+
+            # a third replica comes up and enables the destination: the holder (the second) is woken over NOTIFY
+            sink.status = 200
+            async with running_bridge(tmp_path / "c", destinations=config, extra=extra) as third:
+                outbox = second.state.outbox
+                assert isinstance(outbox, PostgresOutbox) and outbox.listener is not None
+                await until(_set(outbox.listener.listening), what="the holder to listen")
+                answer = await third.ops("POST", "/ops/destinations/gone/enable")
+                assert answer.status_code == 200 and answer.json()["changed"] is True
+
+                async def all_delivered() -> bool:
+                    return await statuses(second) == [("delivered", 1), ("delivered", 2)]
+
+                await until(all_delivered, timeout=30, what="the held deliveries")
+                assert sorted(sink.accepted) == ["pi_gone_1", "pi_gone_2"]
+                assert not dispatcher_of(third).lanes["gone"].seeded  # the second sent them
+
+
+def _set(event: Any) -> Any:
+    async def check() -> bool:
+        return bool(event.is_set())
+
+    return check
