@@ -13,17 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bridge import __version__, cli_destinations
-from bridge.config import Settings, load_settings
+from bridge import __version__
+from bridge.cli import ops, validate
+from bridge.cli.args import config_path, print_json, settings_of
+from bridge.config import Settings
 from bridge.errors import BridgeError, ConfigError, MappingError
-
-
-def _config_path(args: argparse.Namespace) -> str:
-    return str(args.config or os.environ.get("BRIDGE_CONFIG") or "bridge.yaml")
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(_config_path(args), os.environ)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -31,7 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bridge.app import create_app
     from bridge.mapping import load_mappings
 
-    settings = _settings(args)
+    settings = settings_of(args)
     level = args.log_level or settings.log_level or "INFO"
     logs.configure(level, "text" if settings.log_format == "text" else "json", logs.secret_values(settings))
     mappings = load_mappings(settings.mappings_dir)
@@ -79,7 +73,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bridge.config import check_settings
     from bridge.mapping import check_mappings
 
-    report = check_settings(_config_path(args), os.environ)
+    report = check_settings(config_path(args), os.environ)
     mapping_errors = check_mappings(report.mappings_dir) if report.mappings_dir else []
     for error in [*report.errors, *mapping_errors]:
         print(error, file=sys.stderr)
@@ -111,7 +105,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from bridge.mapping import load_mappings
     from bridge.preview import format_text, preview
 
-    settings = _settings(args)
+    settings = settings_of(args)
     providers = build_providers(settings)
     if args.source not in providers:
         print(f"error: no source {args.source!r} in {settings.path} (have: {', '.join(providers)})", file=sys.stderr)
@@ -131,7 +125,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         received_at=SystemClock().now(),
     )
     if args.format == "json":
-        _print_json(report)
+        print_json(report)
     else:
         print(format_text(report), end="")
     return 1 if any(e["status"] == "mapping_failed" for e in report["events"]) else 0
@@ -159,7 +153,7 @@ def cmd_mappings_test(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     import httpx
 
-    client, url = _ops_client(args)
+    client, url = ops.connect(args)
     options = {"dry_run": args.dry_run, "force": args.force}
     try:
         with client:
@@ -180,7 +174,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if response.status_code >= 400:
         print(f"HTTP {response.status_code}: {response.text}", file=sys.stderr)
         return 1
-    _print_json(response.json())
+    print_json(response.json())
     return 0
 
 
@@ -203,138 +197,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     code: int = run_demo(verbose=args.verbose, everything=args.all, source=args.source)
     return code
-
-
-#: where a real account check exists: GA4's validation server, Meta's and TikTok's test events
-_VALIDATING = {"ga4": "debug", "meta_capi": "test_event_code", "tiktok": "test_event_code"}
-_TEST_EVENTS_PAGE = {
-    "meta_capi": "Meta: Events Manager → Test events",
-    "tiktok": "TikTok: Events Manager → <pixel> → Test events",
-}
-
-
-def cmd_validate_destination(args: argparse.Namespace) -> int:
-    """Send one preview purchase (happening now, a test customer) to a GA4, Meta or TikTok destination in
-    validation mode — GA4 to /debug/mp/collect (validated, not recorded), Meta and TikTok with a test_event_code
-    (shown under Test events; Meta still counts them) — and print the request and what the platform answered."""
-    import dataclasses
-    import time
-
-    import httpx
-
-    from bridge.destinations import destination_class
-    from bridge.destinations.base import Verdict
-    from bridge.events import format_time
-    from bridge.urls import mask_url
-
-    settings = _settings(args)
-    if args.name not in settings.destinations:
-        print(f"error: no destination {args.name!r} in {settings.path}", file=sys.stderr)
-        return 2
-    entry = settings.destinations[args.name]
-    mode = _VALIDATING.get(entry.type)
-    if mode is None:
-        print(f"error: {entry.type} has no validation endpoint (only {', '.join(_VALIDATING)})", file=sys.stderr)
-        return 2
-    extra: dict[str, Any] = {"debug": True} if mode == "debug" else {}
-    if mode == "test_event_code":
-        code = args.test_event_code or entry.options.get("test_event_code")
-        if not code:
-            print(f"error: needs --test-event-code ({_TEST_EVENTS_PAGE[entry.type]})", file=sys.stderr)
-            return 2
-        extra = {"test_event_code": code}
-    checked = dataclasses.replace(entry, options={**entry.options, **extra}, events=("*",))
-    destination = destination_class(entry.type)(checked)
-    now = time.time()
-    event = {
-        "name": "purchase",
-        "id": f"bridge-validate-{int(now)}",
-        "occurred_at": format_time(int(now)),
-        "customer": {"id": "bridge-validate", "email": "validate@example.com", "address": {"country_code": "US"}},
-        "order": {"id": f"bridge-validate-{int(now)}", "total": "1.00", "currency": "USD"},
-        "context": {"ip": "192.0.2.1"},
-    }
-    request = destination.render([event])
-    print(f"{request.method} {mask_url(request.url)}")
-    print(request.body.decode())
-    try:
-        with httpx.Client(timeout=entry.timeout_seconds) as client:
-            answer = client.request(request.method, request.url, headers=request.headers, content=request.body)
-    except httpx.HTTPError as exc:
-        print(f"cannot reach {mask_url(request.url)}: {exc}", file=sys.stderr)
-        return 1
-    outcome = destination.classify(answer.status_code, dict(answer.headers), answer.content)
-    print(f"\n→ HTTP {answer.status_code}: {answer.text[:4000]}")
-    print(f"{'ok' if outcome.verdict is Verdict.DELIVERED else 'NOT OK'}: {outcome.reason}")
-    return 0 if outcome.verdict is Verdict.DELIVERED else 1
-
-
-def _ops_client(args: argparse.Namespace) -> tuple[Any, str]:
-    import httpx
-
-    settings = _settings(args)
-    token = args.token or os.environ.get("BRIDGE_OPS_TOKEN") or settings.ops_token
-    if not token:
-        raise ConfigError("no ops token: set ops.token in the config, BRIDGE_OPS_TOKEN or --token")
-    url = args.url or f"http://{settings.host}:{settings.port}"
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0), url
-
-
-def _print_json(data: Any) -> None:
-    import orjson
-
-    print(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
-
-
-def cmd_outbox(args: argparse.Namespace) -> int:
-    import httpx
-
-    if isinstance(args.id, str) and args.action not in cli_destinations.ACTIONS:
-        print(f"error: outbox {args.action} takes a delivery id, not {args.id!r}", file=sys.stderr)
-        return 2
-    client, url = _ops_client(args)
-    try:
-        with client:
-            if args.action in cli_destinations.ACTIONS:
-                response = cli_destinations.request(client, args)
-                if response is None:
-                    return 2
-            elif args.action == "status":
-                response = client.get("/ops/outbox")
-            elif args.action == "list":
-                params = {k: v for k, v in (("status", args.status), ("destination", args.destination)) if v}
-                params["limit"] = str(args.limit)
-                if args.cursor:
-                    params["cursor"] = str(args.cursor)
-                response = client.get("/ops/deliveries", params=params)
-            elif args.action == "show":
-                response = client.get(f"/ops/deliveries/{args.id}")
-            elif args.action == "skip":
-                if not args.id:
-                    print("error: outbox skip needs a delivery id", file=sys.stderr)
-                    return 2
-                response = client.post(f"/ops/deliveries/{args.id}/skip")
-            elif args.action == "retry":
-                if args.id:
-                    response = client.post(f"/ops/deliveries/{args.id}/retry")
-                else:
-                    body = {"status": args.status or "dead"}
-                    if args.destination:
-                        body["destination"] = args.destination
-                    response = client.post("/ops/deliveries/retry", json=body)
-            else:  # purge: the service's retention rule, or rows older than --older-than-days
-                purge: dict[str, object] = {}
-                if args.older_than_days is not None:
-                    purge["older_than_days"] = args.older_than_days
-                response = client.post("/ops/outbox/purge", json=purge)
-    except httpx.HTTPError as exc:
-        print(f"cannot reach the bridge at {url}: {exc}", file=sys.stderr)
-        return 1
-    if response.status_code >= 400:
-        print(f"HTTP {response.status_code}: {response.text}", file=sys.stderr)
-        return 1
-    _print_json(response.json())
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -414,33 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    validate = with_config(
-        sub.add_parser("validate-destination", help="send one test purchase to GA4's validation server, Meta or TikTok")
-    )
-    validate.add_argument("name", help="a ga4, meta_capi or tiktok destination from the config")
-    validate.add_argument("--test-event-code", help="Meta, TikTok: the code from Events Manager → Test events")
-    validate.set_defaults(func=cmd_validate_destination)
-
-    outbox = with_config(sub.add_parser("outbox", help="deliveries and destinations, through the ops API"))
-    outbox.add_argument("--url", help="bridge base URL (default: from the config's server section)")
-    outbox.add_argument("--token", help="ops token (default: $BRIDGE_OPS_TOKEN or the config)")
-    actions = ["status", "list", "show", "retry", "skip", "purge", *cli_destinations.ACTIONS]
-    outbox.add_argument("action", choices=actions)
-    outbox.add_argument(
-        "id", nargs="?", type=cli_destinations.id_or_name, help="delivery id (show, retry, skip); or destination name"
-    )
-    outbox.add_argument("--reason", help="disable: why (shown on the status page and in /ops/outbox)")
-    outbox.add_argument("--status", choices=["pending", "in_flight", "delivered", "dead"])
-    outbox.add_argument("--destination")
-    outbox.add_argument("--limit", type=int, default=50)
-    outbox.add_argument("--cursor", type=int)
-    outbox.add_argument(
-        "--older-than-days",
-        type=float,
-        help="purge: delete finished rows older than this (default: the config's retention.delivered_days); "
-        "dedup keys always follow retention.dedup_days",
-    )
-    outbox.set_defaults(func=cmd_outbox)
+    validate.add_parser(sub, with_config)
+    ops.add_parser(sub, with_config)
     return parser
 
 
