@@ -151,31 +151,21 @@ def cmd_mappings_test(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    import httpx
-
-    client, url = ops.connect(args)
     options = {"dry_run": args.dry_run, "force": args.force}
-    try:
-        with client:
-            if args.ids and len(args.ids) == 1:
-                response = client.post(f"/ops/webhooks/{args.ids[0]}/replay", json=options)
-            else:
-                body: dict[str, object] = dict(options)
-                if args.ids:
-                    body["ids"] = args.ids
-                for key in ("source", "type", "status", "since", "until"):
-                    if getattr(args, key) is not None:
-                        body[key] = getattr(args, key)
-                body["limit"] = args.limit
-                response = client.post("/ops/webhooks/replay", json=body)
-    except httpx.HTTPError as exc:
-        print(f"cannot reach the bridge at {url}: {exc}", file=sys.stderr)
-        return 1
-    if response.status_code >= 400:
-        print(f"HTTP {response.status_code}: {response.text}", file=sys.stderr)
-        return 1
-    print_json(response.json())
-    return 0
+
+    def send(client: Any) -> Any:
+        if args.ids and len(args.ids) == 1:
+            return client.post(f"/ops/webhooks/{args.ids[0]}/replay", json=options)
+        body: dict[str, object] = dict(options)
+        if args.ids:
+            body["ids"] = args.ids
+        for key in ("source", "type", "status", "since", "until"):
+            if getattr(args, key) is not None:
+                body[key] = getattr(args, key)
+        body["limit"] = args.limit
+        return client.post("/ops/webhooks/replay", json=body)
+
+    return ops.call(args, send)
 
 
 def cmd_init(args: argparse.Namespace) -> int:

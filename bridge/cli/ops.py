@@ -25,55 +25,64 @@ def connect(args: argparse.Namespace) -> tuple[Any, str]:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0), url
 
 
-def cmd_outbox(args: argparse.Namespace) -> int:
+def call(args: argparse.Namespace, send: Callable[[Any], Any]) -> int:
+    """Send one ops API request (`send(client)`; None: the arguments did not do, already said) and print its JSON
+    answer; exit code 1 when the bridge cannot be reached or answers an error."""
     import httpx
 
-    if isinstance(args.id, str) and args.action not in destinations.ACTIONS:
-        print(f"error: outbox {args.action} takes a delivery id, not {args.id!r}", file=sys.stderr)
-        return 2
     client, url = connect(args)
     try:
         with client:
-            if args.action in destinations.ACTIONS:
-                response = destinations.request(client, args)
-                if response is None:
-                    return 2
-            elif args.action == "status":
-                response = client.get("/ops/outbox")
-            elif args.action == "list":
-                params = {k: v for k, v in (("status", args.status), ("destination", args.destination)) if v}
-                params["limit"] = str(args.limit)
-                if args.cursor:
-                    params["cursor"] = str(args.cursor)
-                response = client.get("/ops/deliveries", params=params)
-            elif args.action == "show":
-                response = client.get(f"/ops/deliveries/{args.id}")
-            elif args.action == "skip":
-                if not args.id:
-                    print("error: outbox skip needs a delivery id", file=sys.stderr)
-                    return 2
-                response = client.post(f"/ops/deliveries/{args.id}/skip")
-            elif args.action == "retry":
-                if args.id:
-                    response = client.post(f"/ops/deliveries/{args.id}/retry")
-                else:
-                    body = {"status": args.status or "dead"}
-                    if args.destination:
-                        body["destination"] = args.destination
-                    response = client.post("/ops/deliveries/retry", json=body)
-            else:  # purge: the service's retention rule, or rows older than --older-than-days
-                purge: dict[str, object] = {}
-                if args.older_than_days is not None:
-                    purge["older_than_days"] = args.older_than_days
-                response = client.post("/ops/outbox/purge", json=purge)
+            response = send(client)
     except httpx.HTTPError as exc:
         print(f"cannot reach the bridge at {url}: {exc}", file=sys.stderr)
         return 1
+    if response is None:
+        return 2
     if response.status_code >= 400:
         print(f"HTTP {response.status_code}: {response.text}", file=sys.stderr)
         return 1
     print_json(response.json())
     return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    if isinstance(args.id, str) and args.action not in destinations.ACTIONS:
+        print(f"error: outbox {args.action} takes a delivery id, not {args.id!r}", file=sys.stderr)
+        return 2
+    return call(args, lambda client: _outbox_request(client, args))
+
+
+def _outbox_request(client: Any, args: argparse.Namespace) -> Any:
+    if args.action in destinations.ACTIONS:
+        return destinations.request(client, args)
+    if args.action == "status":
+        return client.get("/ops/outbox")
+    if args.action == "list":
+        params = {k: v for k, v in (("status", args.status), ("destination", args.destination)) if v}
+        params["limit"] = str(args.limit)
+        if args.cursor:
+            params["cursor"] = str(args.cursor)
+        return client.get("/ops/deliveries", params=params)
+    if args.action == "show":
+        return client.get(f"/ops/deliveries/{args.id}")
+    if args.action == "skip":
+        if not args.id:
+            print("error: outbox skip needs a delivery id", file=sys.stderr)
+            return None
+        return client.post(f"/ops/deliveries/{args.id}/skip")
+    if args.action == "retry":
+        if args.id:
+            return client.post(f"/ops/deliveries/{args.id}/retry")
+        body = {"status": args.status or "dead"}
+        if args.destination:
+            body["destination"] = args.destination
+        return client.post("/ops/deliveries/retry", json=body)
+    # purge: the service's retention rule, or rows older than --older-than-days
+    purge: dict[str, object] = {}
+    if args.older_than_days is not None:
+        purge["older_than_days"] = args.older_than_days
+    return client.post("/ops/outbox/purge", json=purge)
 
 
 def add_parser(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
