@@ -124,7 +124,8 @@ def standard_webhooks() -> DemoSource:
         "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
     )
     samples = samples_of(provider)
-    ids, changed = own_ids([headers_of(provider, case).get("webhook-id", f"msg_{case}") for case, _ in samples])
+    fallback = {case: "msg_" + hashlib.sha256(case.encode()).hexdigest()[:24] for case, _ in samples}  # no "."
+    ids, changed = own_ids([headers_of(provider, case).get("webhook-id", fallback[case]) for case, _ in samples])
     message_ids = {case: msg_id for (case, _), msg_id in zip(samples, ids, strict=True)}
 
     def signer(key: str) -> Signer:
