@@ -4,7 +4,7 @@ Starts the five seed destinations' strict sinks (bridge.sinks) and the bridge it
 a temporary SQLite outbox, the shipped mappings, freshly generated secrets), posts the Stripe sample webhooks
 signed exactly as Stripe signs them, waits until every delivery is settled, then prints what arrived where and
 the outbox status. Exits 0 when everything was delivered and nothing was refused. `--source <provider>` does
-the same with another provider's sample webhooks (`bridge/demo_sources.py`).
+the same with another provider's sample webhooks (`bridge/demo_sources/`).
 """
 
 from __future__ import annotations

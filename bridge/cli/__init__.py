@@ -17,6 +17,7 @@ from bridge import __version__
 from bridge.cli import ops, validate
 from bridge.cli.args import config_path, print_json, settings_of
 from bridge.config import Settings
+from bridge.demo_sources import DEMO_PROVIDERS
 from bridge.errors import BridgeError, ConfigError, MappingError
 
 
@@ -260,8 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--source",
         default="stripe",
-        choices=["stripe", "apple_app_store", "braintree", "fastspring", "google_play", "maxio", "mercadopago",
-                 "paystack", "recharge", "revenuecat"],
+        choices=["stripe", *DEMO_PROVIDERS],
         help="whose sample webhooks to post (default: stripe)",
     )
     demo.set_defaults(func=cmd_demo)

@@ -47,6 +47,8 @@ def test_wheel_installs_and_runs_the_demo_from_any_directory(tmp_path: Path) -> 
         "bridge/shipped/samples/paystack/charge.success.json",
         "bridge/shipped/samples/braintree/subscription_went_active.form",
         "bridge/shipped/samples/mercadopago/payment.created.headers.json",
+        "bridge/shipped/samples/paypal/_options.json",
+        "bridge/demo_sources/payments.py",
     ):
         assert expected in names, expected
     assert not any(name.endswith(".expected.json") for name in names)
@@ -68,6 +70,8 @@ def test_wheel_installs_and_runs_the_demo_from_any_directory(tmp_path: Path) -> 
     for line in where.stdout.splitlines():
         assert line.startswith(str(venv)), where.stdout  # the installed copy, not the checkout
     demo = run(venv / "bin" / "bridge", "demo", cwd=elsewhere, env=env)
+    assert "demo ok" in demo.stdout
+    demo = run(venv / "bin" / "bridge", "demo", "--source", "paypal", cwd=elsewhere, env=env)  # its _options.json
     assert "demo ok" in demo.stdout
     page = run(python, "-c", "from bridge.ops.page import environment; "
                "print(environment().get_template('login.html').render(enabled=True, message=None, next_path='/ops/'))",

@@ -3,13 +3,14 @@ bridge to the loopback sinks: every sample is answered 2xx, the forged one 401, 
 
 from __future__ import annotations
 
+import importlib
 import re
 
 import pytest
 
 from bridge import shipped
 from bridge.cli import build_parser, main
-from bridge.demo_sources import DEMO_PROVIDERS
+from bridge.demo_sources import DEMO_PROVIDERS, DEMO_SOURCES, demo_source
 from bridge.mapping.golden import case_names
 
 
@@ -20,6 +21,22 @@ def test_the_cli_offers_every_demo_source() -> None:
     assert parser.parse_args(["demo"]).source == "stripe"
     with pytest.raises(SystemExit):
         parser.parse_args(["demo", "--source", "chargebee"])
+
+
+def test_every_provider_with_shipped_samples_has_a_demo_source() -> None:
+    shipped_samples = {path.name for path in shipped.samples_dir().iterdir() if path.is_dir()} - {"stripe"}
+    assert shipped_samples <= set(DEMO_PROVIDERS)
+    assert set(DEMO_PROVIDERS) - shipped_samples == {"recharge"}  # the one demo with a built-in body
+
+
+def test_the_registry_names_the_module_that_builds_each_source() -> None:
+    for family in set(DEMO_SOURCES.values()):
+        module = importlib.import_module(f"bridge.demo_sources.{family}")
+        assert set(module.SOURCES) == {p for p, f in DEMO_SOURCES.items() if f == family}
+    for provider in DEMO_PROVIDERS:
+        assert demo_source(provider).provider == provider
+    with pytest.raises(KeyError):
+        demo_source("chargebee")
 
 
 @pytest.mark.parametrize("provider", DEMO_PROVIDERS)
