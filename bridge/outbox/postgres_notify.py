@@ -9,7 +9,8 @@ Two channels:
 being sent, or within `GAP` after it, go out together in the next one, so a burst of ingests costs at most about
 a hundred NOTIFYs a second, none of them inside the ingest transaction (a NOTIFY in a transaction takes a
 database-wide lock at commit). A NOTIFY that fails is only
-logged: the receivers' polling picks the work up a few seconds later.
+logged: the receivers' polling picks the work up a few seconds later. `close` sends what was named before it
+(within a second) instead of cancelling it: a replica that stops releases its lanes and closes right after.
 
 `Listener` holds one connection of its own (outside the pool) LISTENing on both channels and calls back on the
 event loop; when the connection drops (or stops answering its check every `CHECK_SECONDS`) it reconnects with a
@@ -89,6 +90,9 @@ class Announcer:
         self._work: set[str] = set()
         self._lanes = False
         self._ready = asyncio.Event()
+        #: set while nothing named is waiting to be sent or being sent (close waits for it)
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         #: NOTIFYs sent (for tests and metrics)
         self.sent = 0
@@ -102,13 +106,16 @@ class Announcer:
         self._kick()
 
     def _kick(self) -> None:
+        self._idle.clear()
         self._ready.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="outbox-announcer")
 
     async def _run(self) -> None:
         while True:
-            await self._ready.wait()
+            if not self._ready.is_set():
+                self._idle.set()
+                await self._ready.wait()
             self._ready.clear()
             work, self._work = self._work, set()
             lanes, self._lanes = self._lanes, False
@@ -127,20 +134,18 @@ class Announcer:
             await asyncio.sleep(GAP)
 
     async def close(self) -> None:
-        """Send what is pending (within a second), then stop."""
+        """Send what is pending or being sent (within a second), then stop. (A replica that releases its lanes
+        closes its outbox right after: the bridge_lanes NOTIFY must go out, not be cancelled on its way, or the
+        other replicas wait for a lane renewal before taking the lanes.)"""
         task, self._task = self._task, None
         if task is None:
             return
-        if self._ready.is_set():
+        if not self._idle.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained(), 1.0)
+                await asyncio.wait_for(self._idle.wait(), 1.0)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-    async def _drained(self) -> None:
-        while self._ready.is_set():
-            await asyncio.sleep(0.01)
 
 
 class Listener:
