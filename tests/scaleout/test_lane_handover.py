@@ -62,4 +62,3 @@ async def test_a_replica_that_stops_hands_its_lanes_over_at_once(tmp_path: Path,
             await eventually(lambda: holds_every_lane(dispatcher), timeout=30)
             assert dispatcher.keeper.taken == 2
             assert clock.now() == START and dispatcher.polls == 0  # on the wake-up, not on a renewal
-
