@@ -141,7 +141,7 @@ class Dispatcher:
         await self.keeper.hold()  # take (and seed) the lanes before the first claim
         await self.holds.refresh()
         try:
-            await self.outbox.watch(self.wake, self._lanes_released)
+            await self.outbox.watch(self.wake, self._lanes_released, self.holds.changed)
         except OutboxError as exc:  # polling still finds the work
             log.error("cannot watch the outbox for wake-ups; polling only: %s", exc)
         self._tasks.append(self._supervise("dispatcher-claim", self._claim_loop, None))

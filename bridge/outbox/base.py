@@ -283,11 +283,16 @@ class Outbox(Protocol):
         """Store the lane's LaneState if `owner` holds the lane; whether it did."""
         ...
 
-    async def watch(self, on_work: Callable[[Sequence[str] | None], None], on_lanes: Callable[[], None]) -> None:
+    async def watch(
+        self,
+        on_work: Callable[[Sequence[str] | None], None],
+        on_lanes: Callable[[], None],
+        on_holds: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
         """Call `on_work(destinations)` when another process commits work for them (None: for any destination),
-        and `on_lanes()` when one releases lanes (PostgreSQL: LISTEN/NOTIFY). Polling stays the fallback: nothing
-        is lost if a call is missed. A no-op where one process owns the store (SQLite), which wakes its dispatcher
-        itself."""
+        `on_lanes()` when one releases lanes, and `on_holds(destinations)` when one disables or enables them
+        (PostgreSQL: LISTEN/NOTIFY). Polling and lane renewals stay the fallback: nothing is lost if a call is
+        missed. A no-op where one process owns the store (SQLite), which wakes its dispatcher itself."""
         ...
 
     # -- disabled destinations (see the module docstring) ------------------------------------------------

@@ -72,7 +72,12 @@ class SqliteFleet:
         saved: bool = await self._submit("save_lane_state", (destination, owner, state))
         return saved
 
-    async def watch(self, on_work: Callable[[Sequence[str] | None], None], on_lanes: Callable[[], None]) -> None:
+    async def watch(
+        self,
+        on_work: Callable[[Sequence[str] | None], None],
+        on_lanes: Callable[[], None],
+        on_holds: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
         """Nothing to do: one process owns the file, and it wakes its own dispatcher."""
 
     async def skip(self, delivery_ids: Sequence[int], now: float) -> int:
