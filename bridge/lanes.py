@@ -17,13 +17,18 @@ Pure state and arithmetic on times passed in; the dispatcher does the claiming, 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bridge.config import DispatcherSettings
 from bridge.destinations.base import Destination
 from bridge.outbox.base import Delivery, Disabled
 from bridge.ratelimit import RateLimiter
+
+log = logging.getLogger("bridge.dispatcher")
 
 #: a destination's deliveries are leased for at least this many times its request timeout: one request, the
 #: time spent behind another one in the lane's queue, and recording the result
@@ -177,3 +182,24 @@ class Lane:
             restarts=self.stats.restarts,
             last_attempt_at=self.stats.last_attempt_at,
         )
+
+
+def build_lanes(destinations: Mapping[str, Destination], settings: DispatcherSettings) -> dict[str, Lane]:
+    """One lane per destination: its rate limiter and its claims' lease (stretched, with a warning, where the
+    destination's timeout would not fit `dispatcher.lease_seconds`)."""
+    lanes: dict[str, Lane] = {}
+    for name, dest in destinations.items():
+        limiter = RateLimiter(dest.rate_limits, max_pause=settings.retry.max_retry_after)
+        lease = lease_for(dest, settings.lease_seconds)
+        if lease > settings.lease_seconds:
+            log.warning(
+                "lease stretched to fit the destination's timeout",
+                extra={
+                    "destination": name,
+                    "timeout_seconds": dest.settings.timeout_seconds,
+                    "lease_seconds": settings.lease_seconds,
+                    "leased_for": lease,
+                },
+            )
+        lanes[name] = Lane(dest, limiter, lease, claim_batch=settings.claim_batch)
+    return lanes
