@@ -104,7 +104,9 @@ async def test_a_disable_made_on_another_replica_stops_the_holder_before_it_send
     clock = ManualClock(1_900_000_000.0)
     extra: dict[str, Any] = {"outbox": {"url": pg_url}, "dispatcher": {"poll_seconds": 600}}
     async with recorder() as (sink, url), AsyncExitStack() as stack:
-        config = {"gone": {"type": "http", "url": f"{url}/hook", "events": ["*"], "concurrency": 1}}
+        # the request held at the sink must not time out (real seconds) while the test waits on a busy machine
+        hook = {"type": "http", "url": f"{url}/hook", "events": ["*"], "concurrency": 1, "timeout_seconds": 25}
+        config = {"gone": hook}
         holder = await stack.enter_async_context(
             running_bridge(tmp_path / "a", destinations=config, clock=clock, extra=extra)
         )
