@@ -188,6 +188,7 @@ class Dispatcher:
                 for name in await self.keeper.hold():
                     self.lanes[name].may_have_work = True
                 await self.holds.refresh()  # ops (on any replica) may have disabled a destination
+            await self.keeper.hand_over()  # lanes given up to balance the replicas, once their sends are done
             try:
                 timeout = await self.fill()
             except OutboxError as exc:

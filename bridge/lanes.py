@@ -119,6 +119,8 @@ class Lane:
     #: the destination is disabled (as this dispatcher last learnt from the outbox, a 410, or ops): nothing is
     #: claimed or sent for it
     disabled: Disabled | None = None
+    #: held, but being handed to another dispatcher to balance the lanes (bridge/fleet.py): sends nothing more
+    yielding: bool = False
 
     @property
     def capacity(self) -> int:
@@ -148,7 +150,12 @@ class Lane:
 
     def sendable(self, now: float) -> bool:
         """Whether a request started now ends (timeout included) while this dispatcher still holds the lane."""
-        return self.held_until > now + self.destination.settings.timeout_seconds
+        return not self.yielding and self.held_until > now + self.destination.settings.timeout_seconds
+
+    @property
+    def load(self) -> int:
+        """Deliveries claimed and not yet answered: queued or being sent."""
+        return len(self.queue) + self.sending
 
     def has_work(self) -> bool:
         return bool(self.queue) or self.sending > 0 or self.recording > 0 or self.due_since is not None

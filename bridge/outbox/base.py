@@ -274,6 +274,11 @@ class Outbox(Protocol):
         """Give up `owner`'s leases on these lanes (at shutdown), so another dispatcher takes them at once."""
         ...
 
+    async def beat(self, owner: str, now: float, ttl: float) -> int:
+        """Dispatcher `owner` is alive until now + ttl (ttl 0: it is leaving). How many are alive, `owner`
+        included: the lane balance (bridge/fleet.py). One process per store (SQLite): 1."""
+        ...
+
     async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
         """The destination's requests recorded since `since`, its deliveries leased by owners other than `owner`
         (claim tokens are `owner` + ":" + a suffix), and its stored LaneState."""

@@ -89,6 +89,14 @@ class PostgresFleet:
         if await self._write(work):
             self.announcer.lanes()
 
+    async def beat(self, owner: str, now: float, ttl: float) -> int:
+        """See Outbox.beat: a presence row in `lanes` per live dispatcher (postgres_queries.BEAT)."""
+
+        async def work(conn: Any) -> int:
+            return int(await conn.fetchval(q.BEAT, q.PRESENCE + owner, owner, now, now + ttl))
+
+        return 1 + await self._write(work)
+
     async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
         async with self._reading() as conn:
             sends = await conn.fetch(q.LANE_SENDS, destination, since)

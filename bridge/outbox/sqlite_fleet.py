@@ -59,6 +59,10 @@ class SqliteFleet:
         if destinations:
             await self._submit("release_lanes", (list(destinations), owner))
 
+    async def beat(self, owner: str, now: float, ttl: float) -> int:
+        """One process owns the file: it is the only dispatcher, and holds every lane."""
+        return 1
+
     async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
         prefix = owner + ":"
         async with self._reading() as conn:
