@@ -2,13 +2,13 @@
 limits hold for the whole fleet (docs/adr/0008-fleet-lanes-ordering.md).
 
 A lane's sending (its claims and its rate limiter) belongs to one dispatcher at a time: the holder of the lane's
-lease in the outbox (`Outbox.hold_lanes`). `LaneKeeper.hold` takes or renews every lane's lease for `ttl`
-seconds; the claim loop calls it every third of that (`renew_due`). When this dispatcher takes a lane it did not
-hold, it first seeds the lane's limiter from `Outbox.lane_history`: the requests of the current windows as
-recorded in the attempts, the deliveries still leased by someone else (their requests may have gone out
-unrecorded: at most `concurrency` of them, each counted as answered now or when its lease ran out, whichever is
-earlier) and the 429 pause its predecessor stored. Only then does the lane claim. So a restart or a take-over
-never starts from empty windows.
+lease in the outbox (`Outbox.hold_lanes`). `LaneKeeper.hold` takes or renews its lanes' leases (up to its share:
+see "Lane balance" below) for `ttl` seconds; the claim loop calls it every third of that (`renew_due`). When
+this dispatcher takes a lane it did not hold, it first seeds the lane's limiter from `Outbox.lane_history`: the
+requests of the current windows as recorded in the attempts, the deliveries still leased by someone else (their
+requests may have gone out unrecorded: at most `concurrency` of them, each counted as answered now or when its
+lease ran out, whichever is earlier) and the 429 pause its predecessor stored. Only then does the lane claim. So
+a restart or a take-over never starts from empty windows.
 
 A lane is sendable while its lease outlasts a request (`Lane.sendable`): a dispatcher whose renewals fail (the
 database is unreachable) stops starting requests before its lease can run out, and another takes the lane only
