@@ -1,17 +1,17 @@
 """The delivery loop: claim due deliveries, render them for their destination, send, record, reschedule.
 
 One `Lane` (bridge/lanes.py) per destination holds its claimed-but-unsent deliveries, its concurrency limit and
-its rate limiter. A single claim loop tops lanes up from the outbox when they have room, sleeping until the
-earliest time a lane that may send has work due, or until `wake()` (called by ingest after a commit, and by ops
-retries). A paused lane (429, full rate-limit window) is not claimed for and does not wake the loop before its
-pause ends, so an idle or paused lane costs no CPU. Each lane runs `concurrency` workers that take deliveries (up
-to the destination's batch size), wait for the rate limiter, send over the one shared aiohttp session
-(bridge/sending.py) and complete the attempt in the outbox, fenced by the token of the claim that leased it.
+its rate limiter. A single claim loop tops lanes up from the outbox (bridge/claiming.py) when they have room,
+sleeping until the earliest time a lane that may send has work due, or until `wake()` (called by ingest after a
+commit, and by ops retries). A paused lane (429, full rate-limit window) is not claimed for and does not wake
+the loop before its pause ends, so an idle or paused lane costs no CPU. Each lane runs `concurrency` workers that
+take deliveries (up to the destination's batch size), wait for the rate limiter, send over the one shared aiohttp
+session (bridge/sending.py) and complete the attempt in the outbox, fenced by the token of the claim that leased it.
 
 Nothing that goes wrong with one batch stops a lane: every exception while rendering, sending or recording
 becomes an attempt with its reason (or, when recording itself fails, a lease that runs out so the work is taken
-again), and a claim loop or worker task that ends anyway is started again and counted (`LaneStats.restarts`,
-`Dispatcher.claim_restarts`). `lane_health` reports paused and stalled lanes.
+again), and a claim loop or worker task that ends anyway is started again and counted (bridge/supervision.py;
+`LaneStats.restarts`, `Dispatcher.claim_restarts`). `lane_health` reports paused and stalled lanes.
 
 Lanes are leased through the outbox (bridge/fleet.py): a lane claims and sends only while this dispatcher holds
 its lease, so with several replicas each destination is sent for by one of them and its documented limits hold
@@ -41,30 +41,23 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import aiohttp
 
 from bridge import logs
+from bridge.claiming import HOLD_BACK_SECONDS, Claimer
 from bridge.clock import Clock
 from bridge.config import DispatcherSettings
 from bridge.destinations.base import Destination, Outcome, Verdict
 from bridge.errors import OutboxError
 from bridge.fleet import LaneKeeper, lane_ttl
 from bridge.holds import Holds
-from bridge.lanes import Lane, LaneHealth, LaneStats, lease_for
+from bridge.lanes import Lane, LaneHealth, LaneStats, build_lanes
 from bridge.outbox.base import AttemptResult, Delivery, Disabled, Outbox
-from bridge.ratelimit import RateLimiter
 from bridge.sending import Sender, new_session
+from bridge.supervision import supervise
 
 log = logging.getLogger("bridge.dispatcher")
 
 #: longest the claim loop sleeps without asking the outbox about a lane, by default (`dispatcher.poll_seconds`:
 #: it catches work another process added whose wake-up was missed)
 MAX_IDLE_SECONDS = 5.0
-#: a lane whose limiter holds requests back longer than this is not claimed for, and gives back what it holds
-#: that would outlive its lease
-HOLD_BACK_SECONDS = 1.0
-#: how soon to look again when the outbox reports work due that a claim just did not get (a concurrent writer)
-RECHECK_SECONDS = 0.05
-#: real seconds between restarts of a task that keeps failing: doubling from the first, up to the last
-RESTART_BACKOFF = (0.05, 5.0)
-
 __all__ = ["MAX_IDLE_SECONDS", "Dispatcher", "Lane", "LaneHealth", "LaneStats", "new_owner", "new_session"]
 
 
@@ -90,40 +83,32 @@ class Dispatcher:
         self.settings = settings
         self.rng = rng or random.Random()
         self.owner = owner or new_owner()
-        self.lanes: dict[str, Lane] = {}
-        for name, dest in destinations.items():
-            limiter = RateLimiter(dest.rate_limits, max_pause=settings.retry.max_retry_after)
-            lease = lease_for(dest, settings.lease_seconds)
-            if lease > settings.lease_seconds:
-                log.warning(
-                    "lease stretched to fit the destination's timeout",
-                    extra={
-                        "destination": name,
-                        "timeout_seconds": dest.settings.timeout_seconds,
-                        "lease_seconds": settings.lease_seconds,
-                        "leased_for": lease,
-                    },
-                )
-            self.lanes[name] = Lane(dest, limiter, lease, claim_batch=settings.claim_batch)
+        self.lanes: dict[str, Lane] = build_lanes(destinations, settings)
         self.sender = Sender(session, clock, settings.retry, self.rng, on_throttled=self._throttled)
         ttl = lane_ttl(settings.lane_lease_seconds, self.lanes)
         self.keeper = LaneKeeper(outbox, self.lanes, self.owner, clock, ttl)
         self.holds = Holds(outbox, self.lanes, clock, lambda: self._wake.set(), self._give_back)
-        self.poll_seconds = settings.poll_seconds
+        self.claimer = Claimer(
+            outbox,
+            self.lanes,
+            self.owner,
+            clock,
+            self.holds,
+            claim_batch=settings.claim_batch,
+            poll_seconds=settings.poll_seconds,
+        )
         #: claim rounds started by the poll timeout rather than a wake-up (tests check that wake-ups arrive)
         self.polls = 0
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
-        self._claims = 0
         #: rounds of the claim loop (each asks the outbox about the lanes that may have work)
         self.claim_rounds = 0
         #: times the claim loop ended unexpectedly and was started again
         self.claim_restarts = 0
         #: claim rounds that failed on the outbox (logged; the loop tries again a second later)
         self.claim_failures = 0
-        self._round_started: float | None = None
 
     @property
     def on_request(self) -> Callable[[str, float], None] | None:
@@ -141,7 +126,7 @@ class Dispatcher:
         await self.keeper.hold()  # take (and seed) the lanes before the first claim
         await self.holds.refresh()
         try:
-            await self.outbox.watch(self.wake, self._lanes_released)
+            await self.outbox.watch(self.wake, self._lanes_released, self.holds.changed)
         except OutboxError as exc:  # polling still finds the work
             log.error("cannot watch the outbox for wake-ups; polling only: %s", exc)
         self._tasks.append(self._supervise("dispatcher-claim", self._claim_loop, None))
@@ -167,7 +152,7 @@ class Dispatcher:
         for lane in self.lanes.values():
             leftovers = list(lane.queue)
             lane.queue.clear()
-            await self._release(leftovers)
+            await self.claimer.release(leftovers)
         await self.keeper.release()
 
     def _lanes_released(self) -> None:
@@ -184,32 +169,14 @@ class Dispatcher:
         self._wake.set()
 
     def _supervise(self, name: str, body: Callable[[], Awaitable[None]], lane: Lane | None) -> asyncio.Task[None]:
-        return asyncio.create_task(self._supervised(name, body, lane), name=name)
+        return supervise(name, body, lambda: self._stopping, functools.partial(self._restarted, lane))
 
-    async def _supervised(self, name: str, body: Callable[[], Awaitable[None]], lane: Lane | None) -> None:
-        """Run `body` until stop; if it raises or returns before that, log it, count it and start it again (at
-        once the first time, then with a doubling pause so a task that keeps failing cannot spin)."""
-        delay = 0.0
-        while not self._stopping:
-            try:
-                await body()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if self._stopping:
-                    return
-                log.exception("dispatcher task failed; starting it again", extra={"task": name})
-            else:
-                if self._stopping:
-                    return
-                log.error("dispatcher task ended; starting it again", extra={"task": name})
-            if lane is None:
-                self.claim_restarts += 1
-            else:
-                lane.stats.restarts += 1
-            self._wake.set()
-            await asyncio.sleep(delay)
-            delay = min(max(delay * 2, RESTART_BACKOFF[0]), RESTART_BACKOFF[1])
+    def _restarted(self, lane: Lane | None) -> None:
+        if lane is None:
+            self.claim_restarts += 1
+        else:
+            lane.stats.restarts += 1
+        self._wake.set()
 
     # -- claiming ------------------------------------------------------------------------------------
 
@@ -221,6 +188,7 @@ class Dispatcher:
                 for name in await self.keeper.hold():
                     self.lanes[name].may_have_work = True
                 await self.holds.refresh()  # ops (on any replica) may have disabled a destination
+            await self.keeper.hand_over()  # lanes given up to balance the replicas, once their sends are done
             try:
                 timeout = await self.fill()
             except OutboxError as exc:
@@ -236,106 +204,11 @@ class Dispatcher:
                 self.polls += 1
 
     async def fill(self) -> float:
-        """Top every lane up from the outbox. Returns how long the loop may sleep before looking again: until
-        the earliest moment a lane that is not paused has work due, or a pause ends."""
-        now = self.clock.now()
-        self._round_started = now
-        try:
-            # all lanes at once: their claims are written in one group commit instead of one commit after another
-            # (with five destinations, the last lane's claim used to wait for four commits)
-            fills = [
-                asyncio.create_task(self._fill_lane(name, lane, now), name=f"dispatcher-claim-{name}")
-                for name, lane in self.lanes.items()
-            ]
-            outcomes = await asyncio.gather(*fills, return_exceptions=True)
-            failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-            if failed:
-                raise failed[0]
-            return max(min([self.poll_seconds, *(o for o in outcomes if not isinstance(o, BaseException))]), 0.0)
-        finally:
-            self._round_started = None
-
-    async def _fill_lane(self, name: str, lane: Lane, now: float) -> float:
-        if not lane.sendable(now):  # another dispatcher holds the lane (or our lease is lapsing): hand back
-            if lane.queue:
-                give = list(lane.queue)
-                lane.queue.clear()
-                await self._give_back(lane, give)
-            return self.poll_seconds
-        if lane.disabled is not None and await self.holds.held(lane):
-            return self.poll_seconds
-        wait = lane.wait(now)
-        if wait > HOLD_BACK_SECONDS:
-            # paused or rate-limited for a while: claim nothing, and give back what would outlive its lease
-            await self._hold_back(lane, now + wait)
-            return wait
-        if now - lane.checked_at >= self.poll_seconds or (lane.next_due_at is not None and lane.next_due_at <= now):
-            lane.may_have_work = True
-        room = lane.room
-        if room <= 0:
-            return self.poll_seconds  # a worker that finishes a batch wakes the loop (_lane_low)
-        if not lane.may_have_work:
-            return self.poll_seconds if lane.next_due_at is None else lane.next_due_at - now
-        want = min(room, self.settings.claim_batch)
-        # a fresh token per claim: a completion for a lease we lost and took back later is still fenced off
-        self._claims += 1
-        token = f"{self.owner}:{self._claims}"
-        claimed = await self.outbox.claim(name, want, now, lane.lease_seconds, token)
-        lane.checked_at = now
-        if claimed:
-            lane.queue.extend(claimed)
-            lane.ready.set()
-            lane.saw_work(now)
-        if len(claimed) >= want:
-            lane.next_due_at = now
-            return 0.0
-        lane.may_have_work = False
-        if lane.queue or lane.sending:
-            return self.poll_seconds  # busy: its workers wake the loop as they finish (_lane_low)
-        due = await self.outbox.next_due_at(name)
-        lane.next_due_at = due
-        if not claimed and (due is None or due > now):
-            lane.due_since = None
-        if due is None:
-            return self.poll_seconds
-        if due <= now:
-            # due, yet not claimed: written after our claim, or locked by another claimer; look again soon
-            return RECHECK_SECONDS
-        return due - now
-
-    async def _hold_back(self, lane: Lane, until: float) -> None:
-        """Give back queued deliveries whose lease would run out before the lane may send them."""
-        timeout = lane.destination.settings.timeout_seconds
-        keep = [d for d in lane.queue if d.lease_until > until + timeout]
-        if len(keep) == len(lane.queue):
-            return
-        give = [d for d in lane.queue if d.lease_until <= until + timeout]
-        lane.queue.clear()
-        lane.queue.extend(keep)
-        log.info(
-            "claims given back while the destination is held back",
-            extra={"destination": lane.name, "delivery_ids": [d.id for d in give], "until": until},
-        )
-        await self._give_back(lane, give)
+        """Top every lane up from the outbox (bridge/claiming.py). Returns how long the loop may sleep."""
+        return await self.claimer.fill()
 
     async def _give_back(self, lane: Lane, deliveries: Sequence[Delivery]) -> None:
-        lane.may_have_work = True
-        await self._release(deliveries)
-        lane.stats.released += len(deliveries)
-
-    async def _release(self, deliveries: Sequence[Delivery]) -> None:
-        """Give leases back unsent (no attempt counted); where that fails they simply run out."""
-        by_token: dict[str, list[int]] = {}
-        for delivery in deliveries:
-            by_token.setdefault(delivery.lease_owner, []).append(delivery.id)
-        for token, ids in by_token.items():
-            try:
-                await self.outbox.release(ids, token)
-            except OutboxError as exc:
-                log.warning(
-                    "giving claims back failed; their leases run out instead",
-                    extra={"delivery_ids": ids, "error": str(exc)},
-                )
+        await self.claimer.give_back(lane, deliveries)
 
     def hold(self, name: str, disabled: Disabled | None) -> None:
         """Ops disabled (`disabled`) or enabled (None) destination `name`: hold its lane, or let it claim at once."""
@@ -495,6 +368,6 @@ class Dispatcher:
 
     def lane_health(self, now: float) -> dict[str, LaneHealth]:
         """Per destination: paused until when, stalled or not, since when work is due, restarts, last attempt."""
-        started = self._round_started
+        started = self.claimer.round_started
         stuck = started is not None and now - started > self.settings.lease_seconds
         return {name: lane.health(now, claim_stuck=stuck) for name, lane in self.lanes.items()}

@@ -17,13 +17,18 @@ Pure state and arithmetic on times passed in; the dispatcher does the claiming, 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bridge.config import DispatcherSettings
 from bridge.destinations.base import Destination
 from bridge.outbox.base import Delivery, Disabled
 from bridge.ratelimit import RateLimiter
+
+log = logging.getLogger("bridge.dispatcher")
 
 #: a destination's deliveries are leased for at least this many times its request timeout: one request, the
 #: time spent behind another one in the lane's queue, and recording the result
@@ -114,6 +119,8 @@ class Lane:
     #: the destination is disabled (as this dispatcher last learnt from the outbox, a 410, or ops): nothing is
     #: claimed or sent for it
     disabled: Disabled | None = None
+    #: held, but being handed to another dispatcher to balance the lanes (bridge/fleet.py): sends nothing more
+    yielding: bool = False
 
     @property
     def capacity(self) -> int:
@@ -143,7 +150,12 @@ class Lane:
 
     def sendable(self, now: float) -> bool:
         """Whether a request started now ends (timeout included) while this dispatcher still holds the lane."""
-        return self.held_until > now + self.destination.settings.timeout_seconds
+        return not self.yielding and self.held_until > now + self.destination.settings.timeout_seconds
+
+    @property
+    def load(self) -> int:
+        """Deliveries claimed and not yet answered: queued or being sent."""
+        return len(self.queue) + self.sending
 
     def has_work(self) -> bool:
         return bool(self.queue) or self.sending > 0 or self.recording > 0 or self.due_since is not None
@@ -177,3 +189,24 @@ class Lane:
             restarts=self.stats.restarts,
             last_attempt_at=self.stats.last_attempt_at,
         )
+
+
+def build_lanes(destinations: Mapping[str, Destination], settings: DispatcherSettings) -> dict[str, Lane]:
+    """One lane per destination: its rate limiter and its claims' lease (stretched, with a warning, where the
+    destination's timeout would not fit `dispatcher.lease_seconds`)."""
+    lanes: dict[str, Lane] = {}
+    for name, dest in destinations.items():
+        limiter = RateLimiter(dest.rate_limits, max_pause=settings.retry.max_retry_after)
+        lease = lease_for(dest, settings.lease_seconds)
+        if lease > settings.lease_seconds:
+            log.warning(
+                "lease stretched to fit the destination's timeout",
+                extra={
+                    "destination": name,
+                    "timeout_seconds": dest.settings.timeout_seconds,
+                    "lease_seconds": settings.lease_seconds,
+                    "leased_for": lease,
+                },
+            )
+        lanes[name] = Lane(dest, limiter, lease, claim_batch=settings.claim_batch)
+    return lanes

@@ -274,6 +274,11 @@ class Outbox(Protocol):
         """Give up `owner`'s leases on these lanes (at shutdown), so another dispatcher takes them at once."""
         ...
 
+    async def beat(self, owner: str, now: float, ttl: float) -> int:
+        """Dispatcher `owner` is alive until now + ttl (ttl 0: it is leaving). How many are alive, `owner`
+        included: the lane balance (bridge/fleet.py). One process per store (SQLite): 1."""
+        ...
+
     async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
         """The destination's requests recorded since `since`, its deliveries leased by owners other than `owner`
         (claim tokens are `owner` + ":" + a suffix), and its stored LaneState."""
@@ -283,11 +288,16 @@ class Outbox(Protocol):
         """Store the lane's LaneState if `owner` holds the lane; whether it did."""
         ...
 
-    async def watch(self, on_work: Callable[[Sequence[str] | None], None], on_lanes: Callable[[], None]) -> None:
+    async def watch(
+        self,
+        on_work: Callable[[Sequence[str] | None], None],
+        on_lanes: Callable[[], None],
+        on_holds: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
         """Call `on_work(destinations)` when another process commits work for them (None: for any destination),
-        and `on_lanes()` when one releases lanes (PostgreSQL: LISTEN/NOTIFY). Polling stays the fallback: nothing
-        is lost if a call is missed. A no-op where one process owns the store (SQLite), which wakes its dispatcher
-        itself."""
+        `on_lanes()` when one releases lanes, and `on_holds(destinations)` when one disables or enables them
+        (PostgreSQL: LISTEN/NOTIFY). Polling and lane renewals stay the fallback: nothing is lost if a call is
+        missed. A no-op where one process owns the store (SQLite), which wakes its dispatcher itself."""
         ...
 
     # -- disabled destinations (see the module docstring) ------------------------------------------------

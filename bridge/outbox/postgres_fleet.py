@@ -38,7 +38,9 @@ class PostgresFleet:
         def _require_pool(self) -> Any: ...
 
     async def disable(self, destination: str, disabled: Disabled) -> bool:
-        """See Outbox.disable. The replica holding the lane sees it at its next claim (refused) and lane renewal."""
+        """See Outbox.disable. The replica holding the lane is told (NOTIFY on bridge_holds): it stops sending for
+        the destination until it has read its state, which says disabled (a replica that missed the NOTIFY sees it
+        at its next claim, refused, and lane renewal)."""
 
         async def work(conn: Any) -> bool:
             reason = r.clean_text(disabled.reason, strip_nul=True)
@@ -47,18 +49,19 @@ class PostgresFleet:
 
         changed = await self._write(work)
         if changed:
-            self.announcer.work([destination])  # the lane's holder looks at its state again
+            self.announcer.holds([destination])
         return changed
 
     async def enable(self, destination: str) -> Disabled | None:
-        """See Outbox.enable: the other replicas are woken (NOTIFY) for the destination, whose held deliveries are
-        due."""
+        """See Outbox.enable: the other replicas are told (NOTIFY on bridge_holds) and woken for the destination,
+        whose held deliveries are due."""
 
         async def work(conn: Any) -> Disabled | None:
             return disabling.state(await conn.fetchrow(disabling.PG_ENABLE, destination))
 
         before = await self._write(work)
         if before is not None:
+            self.announcer.holds([destination])
             self.announcer.work([destination])
         return before
 
@@ -86,6 +89,14 @@ class PostgresFleet:
         if await self._write(work):
             self.announcer.lanes()
 
+    async def beat(self, owner: str, now: float, ttl: float) -> int:
+        """See Outbox.beat: a presence row in `lanes` per live dispatcher (postgres_queries.BEAT)."""
+
+        async def work(conn: Any) -> int:
+            return int(await conn.fetchval(q.BEAT, q.PRESENCE + owner, owner, now, now + ttl))
+
+        return 1 + await self._write(work)
+
     async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
         async with self._reading() as conn:
             sends = await conn.fetch(q.LANE_SENDS, destination, since)
@@ -108,12 +119,19 @@ class PostgresFleet:
 
         return await self._write(work)
 
-    async def watch(self, on_work: Callable[[Sequence[str] | None], None], on_lanes: Callable[[], None]) -> None:
-        """LISTEN for other replicas' work and released lanes (see bridge/outbox/postgres_notify.py)."""
+    async def watch(
+        self,
+        on_work: Callable[[Sequence[str] | None], None],
+        on_lanes: Callable[[], None],
+        on_holds: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
+        """LISTEN for other replicas' work, released lanes and disables/enables (bridge/outbox/postgres_notify.py)."""
         self._require_pool()
         if self.listener is not None:
             await self.listener.close()
-        self.listener = Listener(self._dsn, self.instance, on_work, on_lanes, connect_timeout=self.acquire_timeout)
+        self.listener = Listener(
+            self._dsn, self.instance, on_work, on_lanes, on_holds, connect_timeout=self.acquire_timeout
+        )
         self.listener.start()
 
     async def skip(self, delivery_ids: Sequence[int], now: float) -> int:

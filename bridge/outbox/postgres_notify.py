@@ -1,17 +1,20 @@
 """Wake-ups between replicas sharing a PostgreSQL outbox: LISTEN/NOTIFY.
 
-Two channels:
+Three channels:
   bridge_work   payload `<sender>\\n<destination>,<destination>,...` (or `*` for every destination): work was
-                committed for these destinations (ingest, retry, replay, skip);
-  bridge_lanes  payload `<sender>`: a dispatcher released its lanes (at shutdown), so another may take them now.
+                committed for these destinations (ingest, retry, replay, skip, enable);
+  bridge_lanes  payload `<sender>`: a dispatcher released its lanes (at shutdown), so another may take them now;
+  bridge_holds  payload `<sender>\\n<destination>,...`: ops disabled or enabled these destinations, so the
+                replica holding a lane stops sending for it until it has read the destination's state again.
 
 `Announcer` sends them after the commit, from a task of its own, coalescing: destinations named while a NOTIFY is
 being sent, or within `GAP` after it, go out together in the next one, so a burst of ingests costs at most about
 a hundred NOTIFYs a second, none of them inside the ingest transaction (a NOTIFY in a transaction takes a
 database-wide lock at commit). A NOTIFY that fails is only
-logged: the receivers' polling picks the work up a few seconds later.
+logged: the receivers' polling picks the work up a few seconds later. `close` sends what was named before it
+(within a second) instead of cancelling it: a replica that stops releases its lanes and closes right after.
 
-`Listener` holds one connection of its own (outside the pool) LISTENing on both channels and calls back on the
+`Listener` holds one connection of its own (outside the pool) LISTENing on every channel and calls back on the
 event loop; when the connection drops (or stops answering its check every `CHECK_SECONDS`) it reconnects with a
 doubling pause (up to 30 s). Notifications a replica
 sent itself are ignored (its own dispatcher was woken in-process).
@@ -33,6 +36,7 @@ log = logging.getLogger("bridge.outbox")
 
 WORK = "bridge_work"
 LANES = "bridge_lanes"
+HOLDS = "bridge_holds"
 #: every destination
 ALL = "*"
 #: PostgreSQL refuses payloads of 8000 bytes or more
@@ -88,7 +92,11 @@ class Announcer:
         self._acquire = acquire
         self._work: set[str] = set()
         self._lanes = False
+        self._holds: set[str] = set()
         self._ready = asyncio.Event()
+        #: set while nothing named is waiting to be sent or being sent (close waits for it)
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         #: NOTIFYs sent (for tests and metrics)
         self.sent = 0
@@ -101,18 +109,27 @@ class Announcer:
         self._lanes = True
         self._kick()
 
+    def holds(self, destinations: Iterable[str]) -> None:
+        self._holds.update(destinations)
+        self._kick()
+
     def _kick(self) -> None:
+        self._idle.clear()
         self._ready.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="outbox-announcer")
 
     async def _run(self) -> None:
         while True:
-            await self._ready.wait()
+            if not self._ready.is_set():
+                self._idle.set()
+                await self._ready.wait()
             self._ready.clear()
             work, self._work = self._work, set()
             lanes, self._lanes = self._lanes, False
-            messages = [(WORK, p) for p in work_payloads(self.sender, work)] if work else []
+            holds, self._holds = self._holds, set()
+            messages = [(HOLDS, p) for p in work_payloads(self.sender, holds)] if holds else []
+            messages += [(WORK, p) for p in work_payloads(self.sender, work)] if work else []
             if lanes:
                 messages.append((LANES, self.sender))
             if not messages:
@@ -127,24 +144,22 @@ class Announcer:
             await asyncio.sleep(GAP)
 
     async def close(self) -> None:
-        """Send what is pending (within a second), then stop."""
+        """Send what is pending or being sent (within a second), then stop. (A replica that releases its lanes
+        closes its outbox right after: the bridge_lanes NOTIFY must go out, not be cancelled on its way, or the
+        other replicas wait for a lane renewal before taking the lanes.)"""
         task, self._task = self._task, None
         if task is None:
             return
-        if self._ready.is_set():
+        if not self._idle.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained(), 1.0)
+                await asyncio.wait_for(self._idle.wait(), 1.0)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def _drained(self) -> None:
-        while self._ready.is_set():
-            await asyncio.sleep(0.01)
-
 
 class Listener:
-    """One connection LISTENing on both channels, reconnecting when it drops (see the module docstring)."""
+    """One connection LISTENing on every channel, reconnecting when it drops (see the module docstring)."""
 
     def __init__(
         self,
@@ -152,6 +167,7 @@ class Listener:
         sender: str,
         on_work: Callable[[Sequence[str] | None], None],
         on_lanes: Callable[[], None],
+        on_holds: Callable[[Sequence[str]], None] | None = None,
         *,
         connect_timeout: float,
     ) -> None:
@@ -159,6 +175,7 @@ class Listener:
         self._sender = sender
         self._on_work = on_work
         self._on_lanes = on_lanes
+        self._on_holds = on_holds
         self._timeout = connect_timeout
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -180,6 +197,7 @@ class Listener:
                 self._conn.add_termination_listener(lambda _conn: self._lost.set())
                 await self._conn.add_listener(WORK, self._work)
                 await self._conn.add_listener(LANES, self._lanes)
+                await self._conn.add_listener(HOLDS, self._holds)
             except _DB_ERRORS as exc:
                 log.warning("outbox: cannot listen for wake-ups (polling meanwhile): %s", exc)
                 await self._disconnect()
@@ -212,6 +230,12 @@ class Listener:
         if payload != self._sender:
             self.received += 1
             self._on_lanes()
+
+    def _holds(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        sender, destinations = parse_work(payload)
+        if sender != self._sender and self._on_holds is not None:
+            self.received += 1
+            self._on_holds(destinations if destinations is not None else [])
 
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None

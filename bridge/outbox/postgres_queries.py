@@ -300,6 +300,20 @@ RELEASE_LANES = """
 UPDATE lanes SET owner = NULL, lease_until = NULL WHERE destination = ANY($1::text[]) AND owner = $2
 RETURNING destination
 """
+# a live dispatcher's presence: a `lanes` row named PRESENCE + owner (no destination name starts with it: names
+# are slugs); $1 that name, $2 owner, $3 now, $4 its lease end. Expired presences (of dispatchers that died or left)
+# are deleted; the others alive are counted (this statement's own upsert is not visible to its SELECT)
+PRESENCE = "@"
+BEAT = """
+WITH gone AS (
+    DELETE FROM lanes WHERE starts_with(destination, '@') AND destination <> $1
+    AND (lease_until IS NULL OR lease_until <= $3)
+), beat AS (
+    INSERT INTO lanes (destination, owner, lease_until) VALUES ($1, $2, $4)
+    ON CONFLICT (destination) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+)
+SELECT count(*) FROM lanes WHERE starts_with(destination, '@') AND destination <> $1 AND lease_until > $3
+"""
 SAVE_LANE_STATE = """
 UPDATE lanes SET paused_until = $3, factor = $4, throttled_at = $5, cooldown = $6
 WHERE destination = $1 AND owner = $2 RETURNING destination

@@ -59,6 +59,10 @@ class SqliteFleet:
         if destinations:
             await self._submit("release_lanes", (list(destinations), owner))
 
+    async def beat(self, owner: str, now: float, ttl: float) -> int:
+        """One process owns the file: it is the only dispatcher, and holds every lane."""
+        return 1
+
     async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
         prefix = owner + ":"
         async with self._reading() as conn:
@@ -72,7 +76,12 @@ class SqliteFleet:
         saved: bool = await self._submit("save_lane_state", (destination, owner, state))
         return saved
 
-    async def watch(self, on_work: Callable[[Sequence[str] | None], None], on_lanes: Callable[[], None]) -> None:
+    async def watch(
+        self,
+        on_work: Callable[[Sequence[str] | None], None],
+        on_lanes: Callable[[], None],
+        on_holds: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
         """Nothing to do: one process owns the file, and it wakes its own dispatcher."""
 
     async def skip(self, delivery_ids: Sequence[int], now: float) -> int:

@@ -87,13 +87,16 @@ async def statuses(bridge: Bridge, name: str = "gone") -> list[tuple[str, int]]:
 
 
 async def rounds(bridge: Bridge, n: int = 3) -> None:
-    """Let the claim loop run `n` more rounds (each asks the outbox about every lane)."""
+    """Let the claim loop run `n` more rounds (each asks the outbox about every lane), waking it for each: with a
+    long poll interval the loop would otherwise sleep until its next lane renewal between rounds."""
     dispatcher = dispatcher_of(bridge)
     start = dispatcher.claim_rounds
-    dispatcher.wake()
 
     async def done() -> bool:
-        return dispatcher.claim_rounds >= start + n
+        if dispatcher.claim_rounds >= start + n:
+            return True
+        dispatcher.wake()
+        return False
 
     await until(done, what=f"{n} claim rounds")
 

@@ -5,6 +5,7 @@ holder leaves for the next one."""
 from __future__ import annotations
 
 from bridge.outbox.base import LaneState
+from bridge.outbox.sqlite import SqliteOutbox
 from tests.outbox.support import LEASE, T0, AnyOutbox, delivery, ingest, result, webhook
 
 TTL = 30.0
@@ -64,3 +65,18 @@ async def test_the_lane_state_is_kept_for_the_next_holder(outbox: AnyOutbox) -> 
     assert not await outbox.save_lane_state("conv", "b", LaneState())
     assert (await outbox.lane_history("conv", "b", T0)).state == state
     assert (await outbox.lane_history("zen", "b", T0)).state == LaneState()
+
+
+async def test_beats_count_the_live_dispatchers_and_are_not_lanes(outbox: AnyOutbox) -> None:
+    if isinstance(outbox, SqliteOutbox):  # one process per file: it is the only dispatcher
+        assert await outbox.beat("a", T0, TTL) == await outbox.beat("b", T0, TTL) == 1
+        return
+    assert await outbox.beat("a", T0, TTL) == 1
+    assert await outbox.beat("b", T0 + 1, TTL) == 2
+    assert await outbox.beat("c", T0 + 2, TTL) == 3
+    assert await outbox.beat("a", T0 + 10, TTL) == 3  # a renews
+    await outbox.beat("c", T0 + 12, 0.0)  # c leaves
+    assert await outbox.beat("a", T0 + 13, TTL) == 2
+    assert await outbox.beat("a", T0 + 1 + TTL, TTL) == 1  # b's beat ran out
+    assert await outbox.disabled() == {}
+    assert await outbox.hold_lanes(["conv"], "b", T0 + 1 + TTL, TTL) == ["conv"]  # lanes are not beats

@@ -234,6 +234,23 @@ async def test_work_committed_by_one_replica_wakes_the_others(replicas: Replicas
     assert woken.empty()
 
 
+async def test_what_is_announced_just_before_close_is_still_sent(replicas: Replicas) -> None:
+    """A replica that stops releases its lanes and closes its outbox right after: the NOTIFYs named before the
+    close go out (they used to be cancelled on their way, and the other replicas waited for a lane renewal)."""
+    a, b = await replicas(2)
+    woken: asyncio.Queue[object] = asyncio.Queue()
+    await b.watch(woken.put_nowait, lambda: woken.put_nowait("lanes"))
+    assert b.listener is not None
+    await asyncio.wait_for(b.listener.listening.wait(), 30)
+    assert await asyncio.wait_for(woken.get(), 30) is None
+    assert await a.hold_lanes(["conv"], "a", T0, 30) == ["conv"]
+    await a.release_lanes(["conv"], "a")
+    a.announcer.work(["srv"])
+    await a.close()
+    got = [await asyncio.wait_for(woken.get(), 30) for _ in range(2)]
+    assert "lanes" in got and ["srv"] in got
+
+
 async def test_an_older_bridge_refuses_a_database_a_newer_one_migrated(pg_dsn: str) -> None:
     newer = PostgresOutbox(pg_dsn)
     await newer.open()
