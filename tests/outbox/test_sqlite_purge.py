@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from bridge.outbox import sqlite as sqlite_outbox
+from bridge.outbox import sqlite_inspect
 from bridge.outbox.sqlite import SqliteOutbox
 from tests.outbox.support import T0, delivery, finish, ingest, webhook
 
 
 async def test_a_purge_walks_the_table_in_id_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_outbox, "PURGE_WINDOW", 10)
+    monkeypatch.setattr(sqlite_inspect, "PURGE_WINDOW", 10)
     outbox = SqliteOutbox(tmp_path / "outbox.db")
     await outbox.open()
     try:
@@ -36,8 +36,8 @@ async def test_a_purge_walks_the_table_in_id_windows(tmp_path: Path, monkeypatch
 async def test_a_window_with_more_than_a_chunk_to_purge_is_finished_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_outbox, "PURGE_WINDOW", 50)
-    monkeypatch.setattr(sqlite_outbox.r, "BULK_CHUNK", 4)
+    monkeypatch.setattr(sqlite_inspect, "PURGE_WINDOW", 50)
+    monkeypatch.setattr(sqlite_inspect.r, "BULK_CHUNK", 4)
     outbox = SqliteOutbox(tmp_path / "outbox.db")
     await outbox.open()
     try:
