@@ -52,7 +52,7 @@ def get(event: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path of a canonical event, or None."""
     node: Any = event
     for part in path.split("."):
-        if type(node) is not dict and not isinstance(node, Mapping):  # the exact type first: an ABC check is slow
+        if not isinstance(node, Mapping):
             return None
         node = node.get(part)
     return node
@@ -61,8 +61,6 @@ def get(event: Mapping[str, Any], path: str) -> Any:
 def text(event: Mapping[str, Any], path: str) -> str | None:
     """A non-empty string field (stripped), or None. Numbers are written as text."""
     value = get(event, path)
-    if type(value) is str:  # the usual case, first
-        return value.strip() or None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | Decimal):
