@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -83,8 +83,6 @@ class Sender:
         self.on_throttled = on_throttled
         #: called with (destination, seconds) after each destination request
         self.on_request: Callable[[str, float], None] | None = None
-        #: one ClientTimeout per timeout value (immutable; aiohttp only reads it)
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def send(self, lane: Lane, batch: Sequence[Delivery], ticket: int | None = None) -> list[AttemptResult]:
         """Render, send and classify one request for `batch`. `ticket`: the rate limiter's count of the request,
@@ -201,10 +199,7 @@ class Sender:
     async def http(self, lane: Lane, request: HttpRequest) -> tuple[Outcome, int | None, str | None]:
         """Send `request`; the outcome, status and response excerpt. Never raises (but for cancellation)."""
         destination = lane.destination
-        seconds = destination.settings.timeout_seconds
-        timeout = self._timeouts.get(seconds)
-        if timeout is None:
-            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        timeout = aiohttp.ClientTimeout(total=destination.settings.timeout_seconds)
         try:
             async with self.session.request(
                 request.method,
@@ -215,10 +210,10 @@ class Sender:
                 allow_redirects=False,
             ) as response:
                 body = await read_response(response.content, MAX_RESPONSE_BYTES)
-                headers = ResponseHeaders(response.headers)
+                headers = {k.lower(): v for k, v in response.headers.items()}
                 outcome = destination.classify(response.status, headers, body)
-                if outcome.retry_after is None and (value := headers.get("retry-after")) is not None:
-                    retry_after = parse_retry_after(value, self.clock.now())
+                if outcome.retry_after is None and "retry-after" in headers:
+                    retry_after = parse_retry_after(headers["retry-after"], self.clock.now())
                     outcome = dataclasses.replace(outcome, retry_after=retry_after)
                 return outcome, response.status, response_excerpt(body)
         except TimeoutError:
@@ -229,40 +224,6 @@ class Sender:
             log.exception("request failed unexpectedly", extra={"destination": destination.name})
             lane.stats.internal_errors += 1
             return Outcome(Verdict.RETRY, f"request failed: {type(exc).__name__}: {exc}"), None, None
-
-
-class ResponseHeaders(Mapping[str, str]):
-    """A response's headers as `classify` sees them: names in lower case (the first value of a repeated header).
-    Looked up case-insensitively in aiohttp's own multidict; the lower-cased copy is only made if iterated (no
-    destination does; building it for every response cost ~1 % of a drain)."""
-
-    __slots__ = ("_lower", "_raw")
-
-    def __init__(self, raw: Mapping[str, str]) -> None:
-        self._raw = raw  # a CIMultiDictProxy: lookups ignore case
-        self._lower: dict[str, str] | None = None
-
-    def _copy(self) -> dict[str, str]:
-        if self._lower is None:
-            lower: dict[str, str] = {}
-            for name, value in self._raw.items():
-                lower.setdefault(name.lower(), value)
-            self._lower = lower
-        return self._lower
-
-    def __getitem__(self, name: str) -> str:
-        if name.lower() != name:  # a dict of lower-case names would not have it
-            raise KeyError(name)
-        return self._raw[name]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() == name and name in self._raw
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._copy())
-
-    def __len__(self) -> int:
-        return len(self._copy())
 
 
 async def read_response(content: aiohttp.StreamReader, limit: int) -> bytes:

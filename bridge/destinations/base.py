@@ -203,31 +203,14 @@ def checked_request(request: HttpRequest) -> HttpRequest:
     DESCRIPTIVE_HEADERS (a value left empty drops the header); anywhere else in a header value, the method or the
     URL they are a RenderError: the delivery goes dead with the reason instead of failing in the HTTP client on
     every attempt. Messages name the header and the character's position, never the value (it may be a secret)."""
-    if request.method in _VALID_NAMES and request.url.isprintable():
-        # the common case, checked without a regex per header: known names, values without a control character
-        # (isprintable is False for every CTL, and for a few other characters the regex then looks at)
-        for name, value in request.headers.items():
-            if name not in _VALID_NAMES or not isinstance(value, str) or not value.isprintable():
-                break
-        else:
-            return request
-    return _checked(request)
-
-
-#: header names (and methods) already found to be tokens: names come from code and config, a bounded set
-_VALID_NAMES: set[str] = set()
-_MAX_VALID_NAMES = 1024
-
-
-def _checked(request: HttpRequest) -> HttpRequest:
-    if not _is_token(request.method):
+    if not _TOKEN.fullmatch(request.method):
         raise RenderError(f"the HTTP method {request.method!r} is not a valid method")
     if (found := _CONTROL.search(request.url)) is not None:
         raise RenderError(f"the URL has a control character ({_describe(found)}); it cannot be sent")
     headers: dict[str, str] = {}
     cleaned: list[str] = []
     for name, value in request.headers.items():
-        if not isinstance(name, str) or not _is_token(name):
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise RenderError(f"header name {name!r} is not a valid HTTP header name")
         if not isinstance(value, str):
             raise RenderError(f"header {name}: the value is a {type(value).__name__}, not text")
@@ -246,16 +229,6 @@ def _checked(request: HttpRequest) -> HttpRequest:
     if not cleaned and len(headers) == len(request.headers):
         return request
     return dataclasses.replace(request, headers=headers, cleaned=(*request.cleaned, *cleaned))
-
-
-def _is_token(name: str) -> bool:
-    if name in _VALID_NAMES:
-        return True
-    if _TOKEN.fullmatch(name) is None:
-        return False
-    if len(_VALID_NAMES) < _MAX_VALID_NAMES:
-        _VALID_NAMES.add(name)
-    return True
 
 
 def _describe(found: re.Match[str]) -> str:

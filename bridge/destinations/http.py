@@ -103,11 +103,6 @@ class HttpDestination(Destination):
         if "idempotency_header" in options and options["idempotency_header"] in ("", None):
             self._idempotency_header = ""
         self._templated = bool(self._url_template or self._header_templates or self._body)
-        #: whether config (or the idempotency header's name) already gives a Content-Type (templated headers are
-        #: looked at per request)
-        self._content_type_set = any(
-            name.lower() == "content-type" for name in (*settings.headers, self._idempotency_header)
-        )
         self.signing = c.option_choice(options, "signing", ("none", "standard_webhooks"), "none")
         self._signing_key = signing_key(options) if self.signing == "standard_webhooks" else None
         if self._signing_key is None and "signing_secret" in options:
@@ -137,8 +132,8 @@ class HttpDestination(Destination):
                 raise RenderError(f"url_template gave {found!r}, not an absolute http(s) URL")
             url = found
         headers = {"User-Agent": USER_AGENT}
-        if self._idempotency_header and (event_id := c.text(event, "id")):
-            headers[self._idempotency_header] = event_id
+        if self._idempotency_header and c.text(event, "id"):
+            headers[self._idempotency_header] = c.event_id(event)
         headers.update(self.settings.headers)
         for header, compiled in self._header_templates.items():
             value = self._search(compiled, event, f"header {header}")
@@ -158,11 +153,7 @@ class HttpDestination(Destination):
             body = c.json_bytes(document)
         elif self.method not in _BODYLESS:
             body = c.json_bytes(event)
-        if (
-            body
-            and not self._content_type_set
-            and not (self._header_templates and any(h.lower() == "content-type" for h in headers))
-        ):
+        if body and not any(h.lower() == "content-type" for h in headers):
             headers["Content-Type"] = "application/json"
         if self._signing_key is not None:
             headers.update(
