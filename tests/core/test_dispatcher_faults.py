@@ -258,10 +258,10 @@ async def test_a_result_that_cannot_be_recorded_is_logged_and_sent_again_after_i
 
 
 async def test_results_that_come_back_while_a_recording_waits_are_all_recorded_after_it(tmp_path: Path) -> None:
-    """The lane's recorder hands the outbox, in its next call, every result that came back while its last one was
-    under way. The first answer's recording waits on another connection's write lock while three more answers
-    come back; when the lock goes, all four are recorded, each with its one attempt, and nothing is left counted
-    as recording."""
+    """Results that come back while a recording is under way are recorded after it: the first answer's recording
+    waits on another connection's write lock while three more answers come back; when the lock goes, all four are
+    recorded, each with its one attempt, and nothing is left counted as recording (whether recordings are made
+    one per batch or batched)."""
     clock = ManualClock(START)
     async with recorder() as (sink, url):
         destinations = {"hook": {"type": "http", "url": f"{url}/hook", "concurrency": 4}}
