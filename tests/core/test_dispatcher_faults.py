@@ -257,6 +257,41 @@ async def test_a_result_that_cannot_be_recorded_is_logged_and_sent_again_after_i
             assert len(sink.requests) == 2
 
 
+async def test_results_that_come_back_while_a_recording_waits_are_all_recorded_after_it(tmp_path: Path) -> None:
+    """Results that come back while a recording is under way are recorded after it: the first answer's recording
+    waits on another connection's write lock while three more answers come back; when the lock goes, all four are
+    recorded, each with its one attempt, and nothing is left counted as recording (whether recordings are made
+    one per batch or batched)."""
+    clock = ManualClock(START)
+    async with recorder() as (sink, url):
+        destinations = {"hook": {"type": "http", "url": f"{url}/hook", "concurrency": 4}}
+        async with running_bridge(
+            tmp_path, destinations=destinations, clock=clock, extra={"sources": SHOPIFY_SOURCE}
+        ) as bridge:
+            dispatcher = dispatcher_of(bridge)
+            lane = dispatcher.lanes["hook"]
+            sink.hold = True
+            for order in range(6001, 6005):
+                assert (await post_shopify(bridge, shopify_order(order), clock.now(), f"wh-{order}")).status_code == 200
+            await eventually(lambda: len(sink.requests) == 4)
+            lock = sqlite3.connect(tmp_path / "outbox.db", isolation_level=None)
+            try:
+                lock.execute("BEGIN IMMEDIATE")
+                sink.release(0)
+                await eventually(lambda: lane.recording == 1)
+                for index in (1, 2, 3):
+                    sink.release(index)
+                await eventually(lambda: lane.recording == 4)
+            finally:
+                lock.execute("ROLLBACK")
+                lock.close()
+            rows = await eventually(lambda: _settled(bridge, "hook", 4))
+            assert {r["status"] for r in rows} == {"delivered"} and len(sink.requests) == 4
+            for row in rows:
+                assert len((await delivery_detail(bridge, row["id"]))["attempts"]) == 1
+            assert lane.recording == 0 and dispatcher.lane_stats()["hook"].unrecorded == 0
+
+
 async def test_a_timeout_longer_than_the_lease_still_gets_attempts(tmp_path: Path) -> None:
     """Config should refuse it, but if such a config runs, its deliveries must be attempted: they used to be
     claimed and dropped unsent forever, because every lease would run out mid-request."""
