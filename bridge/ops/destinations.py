@@ -28,6 +28,7 @@ log = logging.getLogger("bridge.ops")
 
 #: the reason recorded when ops disable a destination without giving one
 DEFAULT_REASON = "disabled by ops"
+#: longest reason ops may give (stored, shown on the page and in /ops/outbox); a longer one is refused with 400
 MAX_REASON = 500
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -109,6 +110,8 @@ def routes(state: BridgeState, guarded: Callable[[Handler], Handler]) -> list[Ro
             if not isinstance(data, dict) or not isinstance(data.get("reason", ""), str | None):
                 raise ValueError('body must be a JSON object: {"reason": "..."}')
             reason = data.get("reason")
+            if reason is not None and (len(reason) > MAX_REASON or not reason.isprintable()):
+                raise ValueError(f"reason must be printable text of at most {MAX_REASON} characters")
         try:
             return answer(await switch(state, request.path_params["name"], enable=enable, reason=reason))
         except UnknownDestination as exc:

@@ -223,6 +223,9 @@ async def test_ops_disable_holds_deliveries_and_the_page_enables_them(tmp_path: 
         assert (await bridge.client.get("/ops/destinations")).status_code == 401
         assert (await bridge.ops("POST", "/ops/destinations/nope/disable")).status_code == 404
         assert (await bridge.ops("POST", "/ops/destinations/gone/disable", content=b"[1]")).status_code == 400
+        for hostile in ("x" * 501, "nul\x00byte", "line\nbreak"):  # bounded, and nothing a PostgreSQL text refuses
+            answer = await bridge.ops("POST", "/ops/destinations/gone/disable", json={"reason": hostile})
+            assert answer.status_code == 400, answer.text
 
         answer = await json_of(bridge, "POST", "/ops/destinations/gone/disable", json={"reason": "their migration"})
         assert answer["changed"] is True and answer["disabled"]["by"] == "ops"
