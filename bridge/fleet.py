@@ -7,8 +7,11 @@ see "Lane balance" below) for `ttl` seconds; the claim loop calls it every third
 this dispatcher takes a lane it did not hold, it first seeds the lane's limiter from `Outbox.lane_history`: the
 requests of the current windows as recorded in the attempts, the deliveries still leased by someone else (their
 requests may have gone out unrecorded: at most `concurrency` of them, each counted as answered now or when its
-lease ran out, whichever is earlier) and the 429 pause its predecessor stored. Only then does the lane claim. So
-a restart or a take-over never starts from empty windows.
+lease ran out, whichever is earlier), the requests earlier holders counted that way, and the 429 pause its
+predecessor stored. It notes the unrecorded requests it counts in the outbox (`Outbox.note_unrecorded`) before it
+claims: a restart puts those deliveries back to pending and a lease runs out, but the destination's windows still
+hold the requests, so a chain of quick restarts or take-overs must not forget them. Only then does the lane claim.
+So a restart or a take-over never starts from empty windows.
 
 A lane is sendable while its lease outlasts a request (`Lane.sendable`): a dispatcher whose renewals fail (the
 database is unreachable) stops starting requests before its lease can run out, and another takes the lane only
@@ -157,9 +160,13 @@ class LaneKeeper:
         since = now - longest - lane.lease_seconds
         history = await self.outbox.lane_history(lane.name, self.owner, since)
         cap = lane.destination.settings.concurrency  # one unrecorded request per worker at most
-        unrecorded = [min(until, now) for until in history.unrecorded][-cap:] if cap else []
+        unrecorded = [(lease, min(until, now)) for lease, until in history.unrecorded][-cap:] if cap else []
+        # noted before the lane sends: the next holder may find these deliveries pending again (a restart resets
+        # them) or their leases gone, yet the destination still counts the requests in its windows
+        await self.outbox.note_unrecorded(lane.name, unrecorded, since)
         lane.limiter.seed([answered for _, answered in history.sends])
-        lane.limiter.seed(unrecorded)
+        lane.limiter.seed(history.presumed)
+        lane.limiter.seed([at for _, at in unrecorded])
         state = history.state
         lane.limiter.restore(state.paused_until, state.factor, state.throttled_at, state.cooldown)
         lane.seeded = True
@@ -170,6 +177,7 @@ class LaneKeeper:
                 "destination": lane.name,
                 "recorded_requests": len(history.sends),
                 "unrecorded_requests": len(unrecorded),
+                "presumed_requests": len(history.presumed),
                 "paused_until": state.paused_until or None,
             },
         )

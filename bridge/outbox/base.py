@@ -46,7 +46,7 @@ All times are Unix seconds (float) passed in by the caller; the outbox never rea
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 WebhookStatus = Literal["accepted", "ignored", "mapping_failed"]
@@ -206,10 +206,14 @@ class LaneHistory:
 
     #: (started_at, answered_at) of each request recorded for the destination since the time asked for
     sends: list[tuple[float, float]]
-    #: lease_until of each delivery of the destination leased by another owner (or found in flight by the last
-    #: open): its request may have gone out and been answered without being recorded
-    unrecorded: list[float]
+    #: (lease, lease_until) of each delivery of the destination leased by another owner (or found in flight by
+    #: the last open) whose lease no holder has noted yet: its request may have gone out and been answered without
+    #: being recorded. `lease` names one lease of one delivery ("<delivery id>:<claim token>")
+    unrecorded: list[tuple[str, float]]
     state: LaneState
+    #: when each request an earlier holder counted as sent unrecorded was taken as answered (`note_unrecorded`),
+    #: since the time asked for: such a request is gone from the deliveries' leases but not from the windows
+    presumed: list[float] = field(default_factory=list)
 
 
 class Outbox(Protocol):
@@ -282,6 +286,12 @@ class Outbox(Protocol):
     async def lane_history(self, destination: str, owner: str, since: float) -> LaneHistory:
         """The destination's requests recorded since `since`, its deliveries leased by owners other than `owner`
         (claim tokens are `owner` + ":" + a suffix), and its stored LaneState."""
+        ...
+
+    async def note_unrecorded(self, destination: str, sends: Sequence[tuple[str, float]], before: float) -> None:
+        """Keep (lease, answered_at) of the requests a new lane holder counted as sent unrecorded, so every later
+        holder counts them too, at the same time, even once the lease is gone (`lane_history`'s `presumed`);
+        a lease already noted keeps its first time. Forget the destination's notes answered before `before`."""
         ...
 
     async def save_lane_state(self, destination: str, owner: str, state: LaneState) -> bool:

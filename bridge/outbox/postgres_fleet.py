@@ -102,7 +102,18 @@ class PostgresFleet:
             sends = await conn.fetch(q.LANE_SENDS, destination, since)
             leased = await conn.fetch(q.LANE_LEASED, destination, owner + ":")
             state = await conn.fetchrow(q.LANE_STATE, destination)
-        return r.lane_history(sends, leased, r.lane_state(state))
+            noted = await conn.fetch(q.LANE_NOTED, destination)
+        return r.lane_history(sends, leased, r.lane_state(state), noted, since)
+
+    async def note_unrecorded(self, destination: str, sends: Sequence[tuple[str, float]], before: float) -> None:
+        async def work(conn: Any) -> None:
+            if sends:
+                await conn.execute(
+                    q.NOTE_UNRECORDED, destination, [lease for lease, _ in sends], [at for _, at in sends]
+                )
+            await conn.execute(q.FORGET_UNRECORDED, destination, before)
+
+        await self._write(work)
 
     async def save_lane_state(self, destination: str, owner: str, state: LaneState) -> bool:
         async def work(conn: Any) -> bool:

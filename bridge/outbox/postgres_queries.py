@@ -326,8 +326,17 @@ WHERE destination = $1 AND started_at >= $2 AND latency_ms IS NOT NULL
 """
 # $1 destination, $2 the asking owner's claim-token prefix
 LANE_LEASED = """
-SELECT lease_until FROM deliveries WHERE destination = $1 AND status = 'in_flight' AND NOT starts_with(lease_owner, $2)
+SELECT id::text || ':' || lease_owner, lease_until FROM deliveries
+WHERE destination = $1 AND status = 'in_flight' AND NOT starts_with(lease_owner, $2)
 """
+LANE_NOTED = "SELECT lease, answered_at FROM unrecorded_sends WHERE destination = $1"
+# $1 destination, $2 leases, $3 their answer times, $4 forget notes answered before this
+NOTE_UNRECORDED = """
+INSERT INTO unrecorded_sends (destination, lease, answered_at)
+SELECT $1, lease, answered_at FROM unnest($2::text[], $3::double precision[]) AS n (lease, answered_at)
+ON CONFLICT DO NOTHING
+"""
+FORGET_UNRECORDED = "DELETE FROM unrecorded_sends WHERE destination = $1 AND answered_at < $2"
 
 REMAP_WEBHOOK = "UPDATE webhooks SET status = $1, error = $2, events = $3 WHERE id = $4 RETURNING source"
 WEBHOOK_SOURCE = "SELECT source FROM webhooks WHERE id = $1"

@@ -172,6 +172,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ADD COLUMN disabled_by TEXT",
         ),
     ),
+    Migration(
+        5,
+        "requests counted as sent unrecorded by a lane's holder",
+        (
+            # the same change as SQLite's migration 6; a new table: older replicas unaffected
+            """CREATE TABLE unrecorded_sends (
+                destination TEXT NOT NULL,
+                lease TEXT NOT NULL,
+                answered_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (destination, lease)
+            )""",
+        ),
+    ),
 )
 
 

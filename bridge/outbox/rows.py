@@ -392,10 +392,24 @@ def lane_state(row: Sequence[Any] | None) -> LaneState:
     )
 
 
-def lane_history(sends: Iterable[Sequence[Any]], leased: Iterable[Sequence[Any]], state: LaneState) -> LaneHistory:
-    """LaneHistory from (started_at, latency_ms, ...) request rows and (lease_until,) rows of foreign leases."""
+def lane_history(
+    sends: Iterable[Sequence[Any]],
+    leased: Iterable[Sequence[Any]],
+    state: LaneState,
+    noted: Iterable[Sequence[Any]],
+    since: float,
+) -> LaneHistory:
+    """LaneHistory from (started_at, latency_ms, ...) request rows, (lease, lease_until) rows of foreign leases and
+    (lease, answered_at) rows of the destination's noted unrecorded requests: a lease noted already is presumed
+    (at its noted time, if since `since`), not counted again."""
+    presumed = {str(row[0]): float(row[1]) for row in noted}
     return LaneHistory(
         sends=sorted((float(row[0]), float(row[0]) + float(row[1]) / 1000.0) for row in sends),
-        unrecorded=sorted(float(row[0]) for row in leased),
+        unrecorded=sorted(((str(row[0]), float(row[1])) for row in leased if str(row[0]) not in presumed), key=_second),
         state=state,
+        presumed=sorted(at for at in presumed.values() if at >= since),
     )
+
+
+def _second(pair: tuple[str, float]) -> float:
+    return pair[1]

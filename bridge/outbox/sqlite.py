@@ -90,8 +90,8 @@ class SqliteOutbox(SqliteFleet, SqliteInspection):
         )
         #: in-flight deliveries put back to pending by the last open (they belonged to a dead process)
         self.recovered_in_flight = 0
-        #: their lease_until per destination: requests that may have gone out without being recorded
-        self._recovered: dict[str, list[float]] = {}
+        #: their (lease, lease_until) per destination: requests that may have gone out without being recorded
+        self._recovered: dict[str, list[tuple[str, float]]] = {}
 
     def __repr__(self) -> str:
         return f"SqliteOutbox({str(self.path)!r})"
@@ -130,8 +130,8 @@ class SqliteOutbox(SqliteFleet, SqliteInspection):
             recovered = list(await self._write.execute_fetchall(q.RESET_IN_FLIGHT))
             self.recovered_in_flight = len(recovered)
             self._recovered = {}
-            for destination, lease_until in leased:
-                self._recovered.setdefault(str(destination), []).append(float(lease_until))
+            for destination, lease, lease_until in leased:
+                self._recovered.setdefault(str(destination), []).append((str(lease), float(lease_until)))
             if version >= 3:  # (a test may open a store at an older version)
                 await self._write.execute_fetchall(q.RESET_LANES)
             if recovered:

@@ -21,8 +21,8 @@ from bridge.outbox.base import Disabled, LaneHistory, LaneState
 class SqliteFleet:
     """Lanes and skip; mixed into SqliteOutbox, whose writer (`_submit`) and read connection (`_reading`) they use."""
 
-    #: lease_until of the deliveries the last open found in flight, per destination
-    _recovered: dict[str, list[float]]
+    #: (lease, lease_until) of the deliveries the last open found in flight, per destination
+    _recovered: dict[str, list[tuple[str, float]]]
 
     if TYPE_CHECKING:
 
@@ -69,8 +69,12 @@ class SqliteFleet:
             sends = await self._all(conn, q.LANE_SENDS, [destination, since])
             leased = await self._all(conn, q.LANE_LEASED, [destination, len(prefix), prefix])
             state = await self._all(conn, q.LANE_STATE, [destination])
-        recovered = [(t,) for t in self._recovered.get(destination, [])]
-        return r.lane_history(sends, [*leased, *recovered], r.lane_state(state[0] if state else None))
+            noted = await self._all(conn, q.LANE_NOTED, [destination])
+        recovered = self._recovered.get(destination, [])
+        return r.lane_history(sends, [*leased, *recovered], r.lane_state(state[0] if state else None), noted, since)
+
+    async def note_unrecorded(self, destination: str, sends: Sequence[tuple[str, float]], before: float) -> None:
+        await self._submit("note_unrecorded", (destination, list(sends), before))
 
     async def save_lane_state(self, destination: str, owner: str, state: LaneState) -> bool:
         saved: bool = await self._submit("save_lane_state", (destination, owner, state))

@@ -134,6 +134,12 @@ class WriteOps(Statements):
         params = {"destination": destination, "owner": owner, **_state_params(state)}
         return bool(self.sql(q.SAVE_LANE_STATE, params))
 
+    def op_note_unrecorded(self, arg: tuple[str, list[tuple[str, float]], float]) -> None:
+        destination, sends, before = arg
+        for lease, answered_at in sends:
+            self.sql(q.NOTE_UNRECORDED, [destination, lease, answered_at])
+        self.sql(q.FORGET_UNRECORDED, [destination, before])
+
     def op_disable(self, arg: tuple[str, Disabled]) -> bool:
         destination, disabled = arg
         return bool(self.sql(disabling.SQLITE_DISABLE, [destination, disabled.at, disabled.reason, disabled.by]))

@@ -358,7 +358,7 @@ RETURNING deliveries.id
 """
 
 
-IN_FLIGHT = "SELECT destination, lease_until FROM deliveries WHERE status = 'in_flight'"
+IN_FLIGHT = "SELECT destination, id || ':' || lease_owner, lease_until FROM deliveries WHERE status = 'in_flight'"
 RESET_IN_FLIGHT = (
     "UPDATE deliveries SET status = 'pending', lease_owner = NULL, lease_until = NULL WHERE status = 'in_flight' "
     "RETURNING id"
@@ -407,9 +407,12 @@ SELECT DISTINCT started_at, latency_ms, lease_owner FROM attempts
 WHERE destination = ? AND started_at >= ? AND latency_ms IS NOT NULL
 """
 LANE_LEASED = """
-SELECT lease_until FROM deliveries
+SELECT id || ':' || lease_owner, lease_until FROM deliveries
 WHERE destination = ? AND status = 'in_flight' AND substr(lease_owner, 1, ?) <> ?
 """
+LANE_NOTED = "SELECT lease, answered_at FROM unrecorded_sends WHERE destination = ?"
+NOTE_UNRECORDED = "INSERT OR IGNORE INTO unrecorded_sends (destination, lease, answered_at) VALUES (?, ?, ?)"
+FORGET_UNRECORDED = "DELETE FROM unrecorded_sends WHERE destination = ? AND answered_at < ?"
 
 # -- reads -----------------------------------------------------------------------------------------------
 

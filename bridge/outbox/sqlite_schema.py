@@ -229,6 +229,17 @@ _MIGRATION_5 = (
     "ALTER TABLE lanes ADD COLUMN disabled_by TEXT",
 )
 
+# the requests a lane's new holder counted as sent unrecorded (found in flight of a dead process, or leased by
+# another replica), kept so the holder after it counts them too: a crash loop must not forget them (fleet.py)
+_MIGRATION_6 = (
+    """CREATE TABLE unrecorded_sends (
+        destination TEXT NOT NULL,
+        lease TEXT NOT NULL,
+        answered_at REAL NOT NULL,
+        PRIMARY KEY (destination, lease)
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -299,6 +310,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "ordering keys, skipped deliveries, attempts by destination, lane leases", _MIGRATION_3),
     Migration(4, "kept counts of deliveries and webhooks by status; oldest pending by index", _MIGRATION_4),
     Migration(5, "disabled destinations", _MIGRATION_5),
+    Migration(6, "requests counted as sent unrecorded by a lane's holder", _MIGRATION_6),
 )
 
 

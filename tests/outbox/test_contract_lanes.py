@@ -53,7 +53,7 @@ async def test_history_counts_deliveries_leased_by_others_as_possibly_sent(outbo
     await outbox.claim("conv", 2, T0, LEASE, "dead-replica:7")
     await outbox.claim("conv", 1, T0 + 1, LEASE, "me:3")
     history = await outbox.lane_history("conv", "me", T0)
-    assert history.unrecorded == [T0 + LEASE, T0 + LEASE]  # the other owner's two; our own claim is ours
+    assert [until for _, until in history.unrecorded] == [T0 + LEASE, T0 + LEASE]  # the other owner's two; ours is ours
     assert len((await outbox.lane_history("conv", "dead-replica", T0)).unrecorded) == 1
 
 
