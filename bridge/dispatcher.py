@@ -243,8 +243,9 @@ class Dispatcher:
                 lane.ready.clear()
                 await lane.ready.wait()
                 continue
-            if lane.recording > lane.capacity:
-                # the outbox records slower than the lane sends: let it catch up before sending more
+            if lane.outstanding >= lane.max_outstanding:
+                # the outbox records slower than the lane sends: let it catch up before sending more (a restart
+                # counts at most this many requests of ours as sent unrecorded)
                 lane.recorded.clear()
                 await lane.recorded.wait()
                 continue
@@ -262,6 +263,7 @@ class Dispatcher:
                 continue
             ticket = lane.limiter.record()
             lane.sending += len(batch)
+            lane.outstanding += 1  # until its attempts are recorded, or no request went out
             task = asyncio.create_task(self._deliver(lane, batch, ticket))
             self._sends.add(task)
             try:
@@ -282,9 +284,14 @@ class Dispatcher:
         rate limiter's count of this request, given back if no request goes out."""
         try:
             sent = await self._send(lane, batch, ticket)
+        except BaseException:
+            lane.outstanding -= 1
+            raise
         finally:
             lane.limiter.cancel(ticket)
         if sent is None:
+            lane.outstanding -= 1
+            lane.recorded.set()
             return
         lane.recording += len(sent[1])
         task = asyncio.create_task(self._record(lane, *sent))
@@ -293,6 +300,7 @@ class Dispatcher:
 
     def _recorded(self, lane: Lane, count: int, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)
+        lane.outstanding -= 1
         lane.recording -= count
         lane.recorded.set()
         self._lane_low(lane)  # a recorded retry may be due before the claim loop would look again
