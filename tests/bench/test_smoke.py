@@ -68,10 +68,11 @@ def test_scale_measures_every_size_against_the_empty_outbox(tmp_path: Path) -> N
 
 def test_deliver_compares_the_drain_with_raw_aiohttp(tmp_path: Path) -> None:
     report = run_bench("deliver", tmp_path)
-    for side in ("bridge", "raw"):
+    for side in ("bridge", "raw", "floor"):
         assert figure(report[side]["rate"]) > 0
         assert figure(report[side]["cpu_us"]) > 0
-    assert figure(report["ratio"]) > 0
+    assert report["floor"]["delivered"] == report["deliveries"]  # the floor really sent and recorded each one
+    assert figure(report["ratio"]) > 0 and figure(report["floor_ratio"]) > 0
 
 
 def test_ingest_compares_bridge_with_the_bare_and_floor_endpoints(tmp_path: Path) -> None:
