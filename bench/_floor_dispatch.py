@@ -63,9 +63,16 @@ def _writer(path: Path, jobs: queue.SimpleQueue[_Job | None]) -> None:
                 db.executemany(ATTEMPT, arg)
                 answers.append(None)
         db.execute("COMMIT")
-        for (_, _, loop, future), answer in zip(batch, answers, strict=True):
-            loop.call_soon_threadsafe(future.set_result, answer)
+        # one wake-up of the event loop for the whole batch
+        batch[0][2].call_soon_threadsafe(
+            _settle, [(job[3], answer) for job, answer in zip(batch, answers, strict=True)]
+        )
     db.close()
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, answer in settled:
+        future.set_result(answer)
 
 
 async def floor_client(path: Path, url: str, count: int, concurrency: int, headers: dict[str, str]) -> dict[str, float]:

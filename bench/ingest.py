@@ -83,8 +83,11 @@ def writer(path):
         db.execute("BEGIN IMMEDIATE")
         db.executemany("INSERT OR IGNORE INTO webhooks VALUES (?, ?)", [(e, b) for e, b, _, _ in batch])
         db.execute("COMMIT")
-        for _, _, loop, future in batch:
-            loop.call_soon_threadsafe(future.set_result, None)
+        batch[0][2].call_soon_threadsafe(settle, [future for _, _, _, future in batch])  # one wake-up a batch
+
+def settle(futures):
+    for future in futures:
+        future.set_result(None)
 
 threading.Thread(target=writer, args=(os.environ["FLOOR_DB"],), daemon=True).start()
 
