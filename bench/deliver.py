@@ -37,7 +37,8 @@ from bench._common import (
     wait_http,
     write_json,
 )
-from bridge.destinations.base import DestinationSettings
+from bench._floor_dispatch import fill, floor_client
+from bridge.destinations.base import DestinationSettings, HttpRequest
 from bridge.destinations.http import DESTINATION as HttpDestination
 from bridge.outbox import open_outbox
 from bridge.outbox.base import NewDelivery, NewRequest, NewWebhook
@@ -137,9 +138,21 @@ async def _get(session: aiohttp.ClientSession, url: str) -> Any:
         return orjson.loads(await response.read())
 
 
-async def raw_client(url: str, count: int, concurrency: int) -> dict[str, float]:
+def rendered(url: str, count: int) -> list[HttpRequest]:
     destination = HttpDestination(DestinationSettings(name="sink", type="http", url=url))
-    requests = [destination.render([canonical(i)]) for i in range(count)]
+    return [destination.render([canonical(i)]) for i in range(count)]
+
+
+async def floor_dispatch(path: Path, url: str, count: int, concurrency: int) -> dict[str, float]:
+    """The same requests sent by the least durable dispatcher (bench/_floor_dispatch.py): their bodies stored in an
+    SQLite outbox first (not timed), then claimed, sent and recorded."""
+    requests = rendered(url, count)
+    fill(path, [bytes(r.body) for r in requests])
+    return await floor_client(path, url, count, concurrency, dict(requests[0].headers))
+
+
+async def raw_client(url: str, count: int, concurrency: int) -> dict[str, float]:
+    requests = rendered(url, count)
     queue = iter(requests)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -196,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 drain_with_bridge(config, free_port(), sink_base, args.deliveries, tmp / "serve.log", args.profile)
             )
             raw = uvloop.run(raw_client(sink_url, args.deliveries, args.concurrency))
+            floor = uvloop.run(floor_dispatch(tmp / "floor.db", sink_url, args.deliveries, args.concurrency))
         finally:
             stop(sink)
     report = {
@@ -206,8 +220,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "prefill_rows_per_s": args.deliveries / prefill_seconds,
         "bridge": bridge,
         "raw": raw,
+        "floor": floor,
         "ratio": bridge["rate"] / raw["rate"],
         "cpu_ratio": bridge["cpu_us"] / raw["cpu_us"],
+        "floor_ratio": floor["rate"] / raw["rate"],
     }
     print_report(report)
     if args.json:
@@ -227,7 +243,10 @@ def print_report(report: dict[str, Any]) -> None:
         f"  ({bridge['with_startup_s']:.1f} s incl. start-up)"
     )
     print(f"  raw aiohttp, same requests {raw['rate']:>10.0f} requests/s    {raw['cpu_us']:>6.0f} us CPU each")
+    floor = report["floor"]
+    print(f"  floor: durable, nothing else {floor['rate']:>8.0f} deliveries/s  {floor['cpu_us']:>6.0f} us CPU each")
     print(f"  ratio bridge / raw         {report['ratio']:>10.2f}  (CPU per delivery: {report['cpu_ratio']:.2f}x)")
+    print(f"  ratio floor / raw          {report['floor_ratio']:>10.2f}  (what any durable dispatcher can reach here)")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,10 @@ class Dispatcher:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
+        #: per lane: results sent and not yet handed to the outbox (one entry per request), and the task that
+        #: records them (_deliver)
+        self._unrecorded: dict[str, list[tuple[list[Delivery], list[AttemptResult]]]] = {}
+        self._recorders: dict[str, asyncio.Task[None]] = {}
         #: rounds of the claim loop (each asks the outbox about the lanes that may have work)
         self.claim_rounds = 0
         #: times the claim loop ended unexpectedly and was started again
@@ -243,8 +247,9 @@ class Dispatcher:
                 lane.ready.clear()
                 await lane.ready.wait()
                 continue
-            if lane.recording > lane.capacity:
-                # the outbox records slower than the lane sends: let it catch up before sending more
+            if lane.outstanding >= lane.max_outstanding:
+                # the outbox records slower than the lane sends: let it catch up before sending more (a restart
+                # counts at most this many requests of ours as sent unrecorded)
                 lane.recorded.clear()
                 await lane.recorded.wait()
                 continue
@@ -262,6 +267,7 @@ class Dispatcher:
                 continue
             ticket = lane.limiter.record()
             lane.sending += len(batch)
+            lane.outstanding += 1  # until its attempts are recorded, or no request went out
             task = asyncio.create_task(self._deliver(lane, batch, ticket))
             self._sends.add(task)
             try:
@@ -275,24 +281,55 @@ class Dispatcher:
                 self._lane_low(lane)
 
     async def _deliver(self, lane: Lane, batch: list[Delivery], ticket: int) -> None:
-        """Send `batch`, then have the outcome recorded in a task of its own, so the worker goes on to its next
-        batch while the outbox commits this one (the deliveries stay leased until then; stop() waits for the
+        """Send `batch`, then queue the outcome for the lane's recorder (_recorder), so the worker goes on to its
+        next batch while the outbox commits this one (the deliveries stay leased until then; stop() waits for the
         recording like for a send). Never raises (but for cancellation): whatever goes wrong becomes an attempt
         with its reason, or — if even recording fails — leases that run out and are taken again. `ticket`: the
         rate limiter's count of this request, given back if no request goes out."""
         try:
             sent = await self._send(lane, batch, ticket)
+        except BaseException:
+            lane.outstanding -= 1
+            raise
         finally:
             lane.limiter.cancel(ticket)
-        if sent is None:
+        if sent is None or not sent[1]:
+            lane.outstanding -= 1
+            lane.recorded.set()
             return
         lane.recording += len(sent[1])
-        task = asyncio.create_task(self._record(lane, *sent))
-        self._sends.add(task)
-        task.add_done_callback(functools.partial(self._recorded, lane, len(sent[1])))
+        self._unrecorded.setdefault(lane.name, []).append(sent)
+        if lane.name not in self._recorders:
+            task = asyncio.create_task(self._recorder(lane), name=f"dispatcher-{lane.name}-record")
+            self._recorders[lane.name] = task
+            self._sends.add(task)
+            task.add_done_callback(functools.partial(self._recorder_done, lane))
 
-    def _recorded(self, lane: Lane, count: int, task: asyncio.Task[None]) -> None:
+    async def _recorder(self, lane: Lane) -> None:
+        """Record what the lane's workers sent: everything that came back while the last `complete` was under way
+        goes in the next one (the outbox commits them together anyway), so a busy lane needs one task and one
+        outbox call for many deliveries instead of one each. Ends when nothing is left to record."""
+        while queued := self._unrecorded.pop(lane.name, None):
+            deliveries = [d for sent, _ in queued for d in sent]
+            results = [r for _, sent_results in queued for r in sent_results]
+            try:
+                await self._record(lane, deliveries, results)
+            except Exception:  # a bug after the outbox answered: the attempts are recorded or their leases run out
+                log.exception("recording attempts failed unexpectedly", extra={"destination": lane.name})
+            finally:
+                self._recorded(lane, len(results), len(queued))
+        del self._recorders[lane.name]  # no await since the last look: the next send starts another recorder
+
+    def _recorder_done(self, lane: Lane, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)
+        if self._recorders.get(lane.name) is task:  # cancelled (stop, past its grace): the rest's leases run out
+            del self._recorders[lane.name]
+            left = self._unrecorded.pop(lane.name, [])
+            self._recorded(lane, sum(len(results) for _, results in left), len(left))
+
+    def _recorded(self, lane: Lane, count: int, requests: int) -> None:
+        """`count` results of `requests` requests were recorded (or given up on: their leases run out)."""
+        lane.outstanding -= requests
         lane.recording -= count
         lane.recorded.set()
         self._lane_low(lane)  # a recorded retry may be due before the claim loop would look again

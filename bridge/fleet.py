@@ -2,16 +2,16 @@
 limits hold for the whole fleet (docs/adr/0008-fleet-lanes-ordering.md).
 
 A lane's sending (its claims and its rate limiter) belongs to one dispatcher at a time: the holder of the lane's
-lease in the outbox (`Outbox.hold_lanes`). `LaneKeeper.hold` takes or renews its lanes' leases (up to its share:
-see "Lane balance" below) for `ttl` seconds; the claim loop calls it every third of that (`renew_due`). When
-this dispatcher takes a lane it did not hold, it first seeds the lane's limiter from `Outbox.lane_history`: the
-requests of the current windows as recorded in the attempts, the deliveries still leased by someone else (their
-requests may have gone out unrecorded: at most `concurrency` of them, each counted as answered now or when its
-lease ran out, whichever is earlier), the requests earlier holders counted that way, and the 429 pause its
-predecessor stored. It notes the unrecorded requests it counts in the outbox (`Outbox.note_unrecorded`) before it
-claims: a restart puts those deliveries back to pending and a lease runs out, but the destination's windows still
-hold the requests, so a chain of quick restarts or take-overs must not forget them. Only then does the lane claim.
-So a restart or a take-over never starts from empty windows.
+lease in the outbox (`Outbox.hold_lanes`). `LaneKeeper.hold` takes or renews its lanes' leases (up to its share: see
+"Lane balance" below) for `ttl` seconds; the claim loop calls it every third of that (`renew_due`). When this
+dispatcher takes a lane it did not hold, it first seeds the lane's limiter from `Outbox.lane_history`: the requests
+of the current windows as recorded in the attempts, the deliveries still leased by someone else (their requests may
+have gone out unrecorded: at most `Lane.max_outstanding` of them, since no holder has more out unrecorded, each
+counted as answered now or when its lease ran out, whichever is earlier), the requests earlier holders counted that
+way, and the 429 pause its predecessor stored. It notes the unrecorded requests it counts in the outbox
+(`Outbox.note_unrecorded`) before it claims: a restart puts those deliveries back to pending and a lease runs out,
+but the destination's windows still hold the requests, so a chain of quick restarts or take-overs must not forget
+them. Only then does the lane claim. So a restart or a take-over never starts from empty windows.
 
 A lane is sendable while its lease outlasts a request (`Lane.sendable`): a dispatcher whose renewals fail (the
 database is unreachable) stops starting requests before its lease can run out, and another takes the lane only
@@ -159,7 +159,7 @@ class LaneKeeper:
         longest = max((w.limit.per_seconds for w in limits), default=0.0)
         since = now - longest - lane.lease_seconds
         history = await self.outbox.lane_history(lane.name, self.owner, since)
-        cap = lane.destination.settings.concurrency  # one unrecorded request per worker at most
+        cap = lane.max_outstanding  # the most requests a holder has out unrecorded
         unrecorded = [(lease, min(until, now)) for lease, until in history.unrecorded][-cap:] if cap else []
         # noted before the lane sends: the next holder may find these deliveries pending again (a restart resets
         # them) or their leases gone, yet the destination still counts the requests in its windows

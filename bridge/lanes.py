@@ -85,6 +85,10 @@ class LaneHealth:
         return asdict(self)
 
 
+#: requests a worker may have out unrecorded: the one it sends, and the one before it still being recorded
+OUTSTANDING_PER_WORKER = 2
+
+
 @dataclass
 class Lane:
     destination: Destination
@@ -95,6 +99,9 @@ class Lane:
     sending: int = 0
     #: deliveries sent whose outcome the outbox has not recorded yet (still leased to us)
     recording: int = 0
+    #: requests started whose attempts the outbox has not recorded yet (sending or recording): never more than
+    #: `max_outstanding`, so a process that dies leaves at most that many requests out unrecorded (fleet.py)
+    outstanding: int = 0
     #: set whenever a recording ends (a worker waiting for the outbox to catch up waits for it)
     recorded: asyncio.Event = field(default_factory=asyncio.Event)
     #: the most one claim asks for (`dispatcher.claim_batch`)
@@ -127,6 +134,12 @@ class Lane:
         """How many deliveries this lane holds (queued or being sent): every worker busy with a full batch, and
         a full claim on top, so the workers still have work while the next claim waits for its commit."""
         return self.destination.settings.concurrency * self.destination.max_batch + self.claim_batch
+
+    @property
+    def max_outstanding(self) -> int:
+        """The most requests out without their attempts recorded: one being sent and one being recorded per
+        worker. A lane's next holder counts up to this many of a dead holder's leases as sent (fleet.py)."""
+        return OUTSTANDING_PER_WORKER * self.destination.settings.concurrency
 
     @property
     def room(self) -> int:

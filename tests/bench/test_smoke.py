@@ -68,13 +68,14 @@ def test_scale_measures_every_size_against_the_empty_outbox(tmp_path: Path) -> N
 
 def test_deliver_compares_the_drain_with_raw_aiohttp(tmp_path: Path) -> None:
     report = run_bench("deliver", tmp_path)
-    for side in ("bridge", "raw"):
+    for side in ("bridge", "raw", "floor"):
         assert figure(report[side]["rate"]) > 0
         assert figure(report[side]["cpu_us"]) > 0
-    assert figure(report["ratio"]) > 0
+    assert report["floor"]["delivered"] == report["deliveries"]  # the floor really sent and recorded each one
+    assert figure(report["ratio"]) > 0 and figure(report["floor_ratio"]) > 0
 
 
-def test_ingest_compares_bridge_with_the_bare_endpoint(tmp_path: Path) -> None:
+def test_ingest_compares_bridge_with_the_bare_and_floor_endpoints(tmp_path: Path) -> None:
     if shutil.which("wrk") is None:
         reason = "bench.ingest drives wrk (scripts/setup installs it with apt-get when it may)"
         if os.environ.get("CI") == "true":
@@ -82,10 +83,11 @@ def test_ingest_compares_bridge_with_the_bare_endpoint(tmp_path: Path) -> None:
         pytest.skip(reason)
     report = run_bench("ingest", tmp_path)
     rows = {(r["target"], r["connections"]): r for r in report["results"]}
-    assert set(rows) == {("bare", 4), ("bridge", 4)}
+    assert set(rows) == {("bare", 4), ("floor", 4), ("bridge", 4)}
     for row in rows.values():
         assert figure(row["rps"]) > 0
-        assert row["non2xx"] == 0 and row["errors"] == 0  # every webhook verified, mapped and stored
+        # every webhook verified (the floor's own HMAC check too: a wrong one answers 400), mapped and stored
+        assert row["non2xx"] == 0 and row["errors"] == 0
         figure(row["cpu_us"])
     assert rows[("bare", 4)]["ratio"] == 1.0
     assert figure(rows[("bridge", 4)]["ratio"]) > 0

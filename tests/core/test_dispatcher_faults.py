@@ -292,6 +292,38 @@ async def test_results_that_come_back_while_a_recording_waits_are_all_recorded_a
             assert lane.recording == 0 and dispatcher.lane_stats()["hook"].unrecorded == 0
 
 
+async def test_requests_out_without_recorded_attempts_are_bounded_by_the_lane(tmp_path: Path) -> None:
+    """While the outbox cannot record, a lane sends at most two requests per worker whose attempts are not recorded
+    (`Lane.max_outstanding`): so a process killed then has at most that many out unrecorded, and the next holder
+    of the lane counts that many as sent (bridge/fleet.py). Once recording resumes, the rest goes out."""
+    clock = ManualClock(START)
+    async with recorder() as (sink, url):
+        destinations = {"hook": {"type": "http", "url": f"{url}/hook", "concurrency": 2}}
+        async with running_bridge(
+            tmp_path, destinations=destinations, clock=clock, extra={"sources": SHOPIFY_SOURCE}
+        ) as bridge:
+            lane = dispatcher_of(bridge).lanes["hook"]
+            assert lane.max_outstanding == 4
+            sink.hold = True
+            for order in range(7001, 7011):
+                assert (await post_shopify(bridge, shopify_order(order), clock.now(), f"wh-{order}")).status_code == 200
+            await eventually(lambda: len(sink.requests) == 2 and len(lane.queue) == 8)  # all ten claimed
+            lock = sqlite3.connect(tmp_path / "outbox.db", isolation_level=None)
+            try:
+                lock.execute("BEGIN IMMEDIATE")
+                sink.hold = False
+                sink.release_all()
+                # every answer is back, no recording can commit: the workers stop at the bound
+                await eventually(lambda: lane.outstanding == 4 and lane.sending == 0)
+                assert len(sink.requests) == 4 and len(lane.queue) == 6
+            finally:
+                lock.execute("ROLLBACK")
+                lock.close()
+            rows = await eventually(lambda: _settled(bridge, "hook", 10))
+            assert {r["status"] for r in rows} == {"delivered"} and len(sink.requests) == 10
+            assert lane.outstanding == 0 and lane.recording == 0
+
+
 async def test_a_timeout_longer_than_the_lease_still_gets_attempts(tmp_path: Path) -> None:
     """Config should refuse it, but if such a config runs, its deliveries must be attempted: they used to be
     claimed and dropped unsent forever, because every lease would run out mid-request."""
