@@ -1,8 +1,12 @@
 """Delivery drain: a backlog of pending deliveries drained by `bridge serve` to a local sink, against a raw
-aiohttp client sending the same requests to the same sink in the same run.
+aiohttp client sending the same requests to the same sink in the same run, and against the floor: the least a
+durable dispatcher does (bench/_floor_dispatch.py; docs/adr/0009-throughput-floors-and-one-ingest-process.md).
 
-    .venv/bin/python -m bench.deliver [--deliveries 50000] [--concurrency 32] [--json out.json]
+    .venv/bin/python -m bench.deliver [--deliveries 50000] [--concurrency 32] [--rounds 3] [--json out.json]
     .venv/bin/python -m bench.deliver --quick    # 1,000 deliveries: the CI smoke test
+
+Each round runs the bridge, the raw client and the floor in turn on a fresh backlog; with several rounds the
+figures are medians and each ratio is the median of the rounds' own ratios.
 
 The backlog is written straight into the SQLite outbox (real ingest writes, group-committed), then
 `bridge serve` starts on it and the sink's request count is watched until everything arrived; the rate counts
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -175,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deliveries", type=int, default=50_000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat bridge, raw and floor; medians are reported")
     parser.add_argument("--quick", action="store_true", help="smoke test: --deliveries 1000")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--profile", type=Path, help="py-spy the bridge into this file (see bench.profile)")
@@ -190,40 +196,57 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             wait_http(f"http://127.0.0.1:{sink_port}/")
             sink_base = f"http://127.0.0.1:{sink_port}"
             sink_url = f"{sink_base}/collect"
-            db = tmp / "outbox.db"
-            t0 = time.perf_counter()
-            uvloop.run(prefill(db, args.deliveries))
-            prefill_seconds = time.perf_counter() - t0
-            config = tmp / "bridge.yaml"
-            config.write_text(
-                yaml.safe_dump(
-                    {
-                        "outbox": {"url": f"sqlite:///{db}"},
-                        "ops": {"token": TOKEN},
-                        "mappings": str(ROOT / "mappings"),
-                        "destinations": {"sink": {"type": "http", "url": sink_url, "concurrency": args.concurrency}},
-                    }
+            rounds = []
+            for round_ in range(args.rounds):  # bridge, raw and floor in turn, each round on a fresh backlog
+                db = tmp / f"outbox{round_}.db"
+                t0 = time.perf_counter()
+                uvloop.run(prefill(db, args.deliveries))
+                prefill_seconds = time.perf_counter() - t0
+                config = tmp / f"bridge{round_}.yaml"
+                config.write_text(
+                    yaml.safe_dump(
+                        {
+                            "outbox": {"url": f"sqlite:///{db}"},
+                            "ops": {"token": TOKEN},
+                            "mappings": str(ROOT / "mappings"),
+                            "destinations": {
+                                "sink": {"type": "http", "url": sink_url, "concurrency": args.concurrency}
+                            },
+                        }
+                    )
                 )
-            )
-            bridge = uvloop.run(
-                drain_with_bridge(config, free_port(), sink_base, args.deliveries, tmp / "serve.log", args.profile)
-            )
-            raw = uvloop.run(raw_client(sink_url, args.deliveries, args.concurrency))
-            floor = uvloop.run(floor_dispatch(tmp / "floor.db", sink_url, args.deliveries, args.concurrency))
+                log = tmp / f"serve{round_}.log"
+                bridge = uvloop.run(
+                    drain_with_bridge(config, free_port(), sink_base, args.deliveries, log, args.profile)
+                )
+                raw = uvloop.run(raw_client(sink_url, args.deliveries, args.concurrency))
+                floor = uvloop.run(
+                    floor_dispatch(tmp / f"floor{round_}.db", sink_url, args.deliveries, args.concurrency)
+                )
+                rounds.append({"bridge": bridge, "raw": raw, "floor": floor, "prefill_s": prefill_seconds})
         finally:
             stop(sink)
+
+    def median(side: str, key: str) -> float:
+        return statistics.median(r[side][key] for r in rounds)
+
+    for r in rounds:  # the ratios of one round: its three runs saw the same machine
+        r["ratio"] = r["bridge"]["rate"] / r["raw"]["rate"]
+        r["cpu_ratio"] = r["bridge"]["cpu_us"] / r["raw"]["cpu_us"]
+        r["floor_ratio"] = r["floor"]["rate"] / r["raw"]["rate"]
     report = {
         "benchmark": "deliver",
         "deliveries": args.deliveries,
         "concurrency": args.concurrency,
         "load": [load_before, load_average()],
-        "prefill_rows_per_s": args.deliveries / prefill_seconds,
-        "bridge": bridge,
-        "raw": raw,
-        "floor": floor,
-        "ratio": bridge["rate"] / raw["rate"],
-        "cpu_ratio": bridge["cpu_us"] / raw["cpu_us"],
-        "floor_ratio": floor["rate"] / raw["rate"],
+        "prefill_rows_per_s": args.deliveries / statistics.median(r["prefill_s"] for r in rounds),
+        "bridge": {key: median("bridge", key) for key in rounds[0]["bridge"]},
+        "raw": {key: median("raw", key) for key in rounds[0]["raw"]},
+        "floor": {key: median("floor", key) for key in rounds[0]["floor"]},
+        "ratio": statistics.median(r["ratio"] for r in rounds),
+        "cpu_ratio": statistics.median(r["cpu_ratio"] for r in rounds),
+        "floor_ratio": statistics.median(r["floor_ratio"] for r in rounds),
+        "rounds": rounds,
     }
     print_report(report)
     if args.json:
@@ -247,6 +270,14 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  floor: durable, nothing else {floor['rate']:>8.0f} deliveries/s  {floor['cpu_us']:>6.0f} us CPU each")
     print(f"  ratio bridge / raw         {report['ratio']:>10.2f}  (CPU per delivery: {report['cpu_ratio']:.2f}x)")
     print(f"  ratio floor / raw          {report['floor_ratio']:>10.2f}  (what any durable dispatcher can reach here)")
+    if len(report["rounds"]) > 1:
+        print(f"  (medians of {len(report['rounds'])} rounds; ratios are medians of each round's own)")
+        for i, r in enumerate(report["rounds"], 1):
+            print(
+                f"  round {i}: bridge {r['bridge']['rate']:.0f}/s {r['bridge']['cpu_us']:.0f} us, "
+                f"raw {r['raw']['rate']:.0f}/s {r['raw']['cpu_us']:.0f} us, floor {r['floor']['rate']:.0f}/s "
+                f"{r['floor']['cpu_us']:.0f} us: bridge/raw {r['ratio']:.2f}, floor/raw {r['floor_ratio']:.2f}"
+            )
 
 
 if __name__ == "__main__":
