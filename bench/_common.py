@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,3 +132,17 @@ def profiler(pid: int, out: Path, log: Path) -> subprocess.Popen[bytes]:
         raise SystemExit(f"--profile needs py-spy beside {sys.executable}: .venv/bin/pip install -e '.[bench]'")
     command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--threads", "--nolineno", "--gil"]
     return spawn([*command, "--rate", "250", "-o", str(out)], log)
+
+
+@contextlib.contextmanager
+def local_sink(tmp: Path, *options: str) -> Iterator[str]:
+    """`bench._sink` in a process of its own on 127.0.0.1 (its log in `tmp`/sink.log), once it answers; yields its
+    base URL and stops it after."""
+    port = free_port()
+    sink = spawn([python(), "-m", "bench._sink", str(port), *options], tmp / "sink.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/")
+        yield base
+    finally:
+        stop(sink)

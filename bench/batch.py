@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-from bench._common import ROOT, free_port, python, spawn, stop, wait_http
+from bench._common import ROOT, free_port, local_sink, python, spawn, stop, wait_http
 
 SECRET = "gocardless-bench-secret"
 FIXTURE = ROOT / "fixtures" / "gocardless" / "subscriptions.created+mandates.created.json"
@@ -95,21 +95,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bridge-batch-") as tmp_name:
         tmp = Path(tmp_name)
-        sink_port = free_port()
-        sink = spawn([python(), "-m", "bench._sink", str(sink_port)], tmp / "sink.log")
-        try:
+        with local_sink(tmp) as sink:
             print(f"one signed GoCardless batch per request, bridge serve on 127.0.0.1, outbox {args.outbox}")
             print(f"{'events':>8} {'body KB':>9} {'median s':>9} {'max s':>7} {'outbox file MB':>15}")
             for count in args.events:
-                times, size, file_bytes = run_size(
-                    count, args.repeat, args.outbox, tmp, f"http://127.0.0.1:{sink_port}/collect"
-                )
+                times, size, file_bytes = run_size(count, args.repeat, args.outbox, tmp, f"{sink}/collect")
                 file_mb = f"{file_bytes / 1e6:.1f}" if args.outbox == "sqlite" else "-"
                 print(
                     f"{count:>8} {size / 1024:>9.0f} {statistics.median(times):>9.2f} {max(times):>7.2f} {file_mb:>15}"
                 )
-        finally:
-            stop(sink)
 
 
 if __name__ == "__main__":

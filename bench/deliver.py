@@ -35,6 +35,7 @@ from bench._common import (
     cpu_seconds,
     free_port,
     load_average,
+    local_sink,
     profiler,
     python,
     spawn,
@@ -190,11 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="bridge-drain-") as tmp_name:
         tmp = Path(tmp_name)
-        sink_port = free_port()
-        sink = spawn([python(), "-m", "bench._sink", str(sink_port)], tmp / "sink.log")
-        try:
-            wait_http(f"http://127.0.0.1:{sink_port}/")
-            sink_base = f"http://127.0.0.1:{sink_port}"
+        with local_sink(tmp) as sink_base:
             sink_url = f"{sink_base}/collect"
             rounds = []
             for round_ in range(args.rounds):  # bridge, raw and floor in turn, each round on a fresh backlog
@@ -224,8 +221,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     floor_dispatch(tmp / f"floor{round_}.db", sink_url, args.deliveries, args.concurrency)
                 )
                 rounds.append({"bridge": bridge, "raw": raw, "floor": floor, "prefill_s": prefill_seconds})
-        finally:
-            stop(sink)
 
     def median(side: str, key: str) -> float:
         return statistics.median(r[side][key] for r in rounds)

@@ -39,6 +39,7 @@ from bench._common import (
     cpu_seconds,
     free_port,
     load_average,
+    local_sink,
     percentile,
     profiler,
     python,
@@ -368,16 +369,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bridge-e2e-") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "relay.py").write_text(RELAY_APP)
-        sink_port = free_port()
-        sink = spawn([python(), "-m", "bench._sink", str(sink_port), "--record"], tmp / "sink.log")
-        try:
-            sink_url = f"http://127.0.0.1:{sink_port}"
-            wait_http(f"{sink_url}/__count")
+        with local_sink(tmp, "--record") as sink_url:
             bodies = Bodies()
             for fanout in args.fanout:
                 results.append(uvloop.run(run_fanout(args, tmp, sink_url, bodies, fanout)))
-        finally:
-            stop(sink)
     report = {"benchmark": "e2e", "seconds": args.seconds, "load": [load_before, load_average()], "results": results}
     print_report(report)
     if args.json:

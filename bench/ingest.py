@@ -53,62 +53,7 @@ async def webhook(request):
 app = Starlette(routes=[Route("/webhooks/stripe", webhook, methods=["POST"])])
 """
 
-# The least a durable webhook endpoint can do for each request, written as plainly as it goes: read the body, check
-# the Stripe signature (HMAC-SHA256 over "t.body", constant-time compare), parse the JSON for the event id, and
-# commit the raw body to SQLite (WAL, synchronous=FULL) before answering, with the commits of requests that
-# arrive meanwhile grouped by one writer thread. No mapping, no deliveries, no dedup answer, no limits, no logs:
-# what no bridge can do without, so its ratio to bare bounds any bridge's on this machine and stack.
-FLOOR_APP = """
-import asyncio, hmac, hashlib, os, queue, sqlite3, threading
-import orjson
-from starlette.applications import Starlette
-from starlette.responses import Response
-from starlette.routing import Route
-
-SECRET = os.environ["FLOOR_SECRET"].encode()
-pending = queue.SimpleQueue()
-
-def writer(path):
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE IF NOT EXISTS webhooks (event_id TEXT PRIMARY KEY, body BLOB NOT NULL)")
-    while True:
-        batch = [pending.get()]
-        while True:
-            try:
-                batch.append(pending.get_nowait())
-            except queue.Empty:
-                break
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT OR IGNORE INTO webhooks VALUES (?, ?)", [(e, b) for e, b, _, _ in batch])
-        db.execute("COMMIT")
-        batch[0][2].call_soon_threadsafe(settle, [future for _, _, _, future in batch])  # one wake-up a batch
-
-def settle(futures):
-    for future in futures:
-        future.set_result(None)
-
-threading.Thread(target=writer, args=(os.environ["FLOOR_DB"],), daemon=True).start()
-
-def verified(body, header):
-    parts = dict(item.split("=", 1) for item in header.split(","))
-    expected = hmac.new(SECRET, parts["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts.get("v1", ""))
-
-async def webhook(request):
-    body = await request.body()
-    if not verified(body, request.headers.get("stripe-signature", "")):
-        return Response(b'{"error":"bad signature"}', status_code=400, media_type="application/json")
-    event_id = orjson.loads(body)["id"]
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-    pending.put((event_id, body, loop, future))
-    await future
-    return Response(b'{"status":"accepted"}', media_type="application/json")
-
-app = Starlette(routes=[Route("/webhooks/stripe", webhook, methods=["POST"])])
-"""
+# the floor: bench/_floor_ingest.py (ADR 0009)
 TARGETS = ("bare", "floor", "bridge")
 
 
@@ -171,7 +116,8 @@ def run_one(
     port = free_port()
     env: dict[str, str] = {}
     if target in ("bare", "floor"):
-        command = [python(), "-m", "uvicorn", f"{target}:app", "--app-dir", str(tmp), "--port", str(port)]
+        app, app_dir = ("bare:app", tmp) if target == "bare" else ("bench._floor_ingest:app", ROOT)
+        command = [python(), "-m", "uvicorn", app, "--app-dir", str(app_dir), "--port", str(port)]
         command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
         env = {"FLOOR_SECRET": SECRET, "FLOOR_DB": str(tmp / f"{run}.db")}
     else:
@@ -220,7 +166,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "bare.py").write_text(BARE_APP)
-        (tmp / "floor.py").write_text(FLOOR_APP)
         # the targets alternate, so all see the same (shared, busy) machine as nearly as possible
         for round_ in range(args.rounds):
             for connections in args.concurrency:

@@ -30,7 +30,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from bench._common import free_port, load_average, python, spawn, stop, wait_http, write_json
+from bench._common import load_average, local_sink, write_json
 from bench.deliver import canonical, prefill, rendered
 from bridge.clock import SystemClock
 from bridge.destinations.base import DestinationSettings
@@ -117,18 +117,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bridge-parts-") as tmp_name:
         tmp = Path(tmp_name)
-        port = free_port()
-        sink = spawn([python(), "-m", "bench._sink", str(port)], tmp / "sink.log")
-        try:
-            wait_http(f"http://127.0.0.1:{port}/")
-            url = f"http://127.0.0.1:{port}/collect"
+        with local_sink(tmp) as sink:
+            url = f"{sink}/collect"
             for round_ in range(args.rounds):
                 raw_us = uvloop.run(raw(url, args.deliveries))
                 send_us = uvloop.run(send(url, args.deliveries))
                 outbox_us = uvloop.run(outbox_part(tmp / f"outbox{round_}.db", args.deliveries))
                 rounds.append({"raw_us": raw_us, "send_us": send_us, "outbox_us": outbox_us})
-        finally:
-            stop(sink)
     for r in rounds:
         r["send_extra_us"] = r["send_us"] - r["raw_us"]
     report = {

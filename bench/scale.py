@@ -36,6 +36,7 @@ from bench._common import (
     ROOT,
     free_port,
     load_average,
+    local_sink,
     memory_kb,
     percentile,
     python,
@@ -312,13 +313,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="bridge-scale-") as tmp_name:
         tmp = Path(tmp_name)
-        sink_port = free_port()
-        sink = spawn([python(), "-m", "bench._sink", str(sink_port)], tmp / "sink.log")
-        try:
-            wait_http(f"http://127.0.0.1:{sink_port}/")
-            results = uvloop.run(run(args, tmp, f"http://127.0.0.1:{sink_port}"))
-        finally:
-            stop(sink)
+        with local_sink(tmp) as sink:
+            results = uvloop.run(run(args, tmp, sink))
     report = {"benchmark": "scale", "load": [load_before, load_average()], "results": results}
     print_report(report)
     if args.json:

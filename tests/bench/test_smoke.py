@@ -95,7 +95,8 @@ def test_ingest_compares_bridge_with_the_bare_and_floor_endpoints(tmp_path: Path
 
 def test_parts_measures_the_send_and_the_outbox_against_raw(tmp_path: Path) -> None:
     report = run_bench("parts", tmp_path)
-    [round_] = report["rounds"]  # --quick: one round, every delivery sent, classified delivered and recorded
+    # --quick: one round; the benchmark itself fails unless every send was classified delivered and every
+    # claimed delivery's completion applied
+    assert len(report["rounds"]) == 1
     for key in ("raw_us", "send_us", "outbox_us", "ratio"):
         assert figure(report[key]) > 0
-    assert math.isfinite(report["send_extra_us"]) and report["send_extra_us"] == round_["send_us"] - round_["raw_us"]
