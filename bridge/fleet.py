@@ -160,7 +160,7 @@ class LaneKeeper:
         since = now - longest - lane.lease_seconds
         history = await self.outbox.lane_history(lane.name, self.owner, since)
         cap = lane.max_outstanding  # the most requests a holder has out unrecorded
-        unrecorded = [(lease, min(until, now)) for lease, until in history.unrecorded][-cap:] if cap else []
+        unrecorded = [(lease, min(until, now)) for lease, until in history.unrecorded][-cap:]
         # noted before the lane sends: the next holder may find these deliveries pending again (a restart resets
         # them) or their leases gone, yet the destination still counts the requests in its windows
         await self.outbox.note_unrecorded(lane.name, unrecorded, since)

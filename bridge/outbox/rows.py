@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -405,11 +406,9 @@ def lane_history(
     presumed = {str(row[0]): float(row[1]) for row in noted}
     return LaneHistory(
         sends=sorted((float(row[0]), float(row[0]) + float(row[1]) / 1000.0) for row in sends),
-        unrecorded=sorted(((str(row[0]), float(row[1])) for row in leased if str(row[0]) not in presumed), key=_second),
+        unrecorded=sorted(
+            ((str(row[0]), float(row[1])) for row in leased if str(row[0]) not in presumed), key=itemgetter(1)
+        ),
         state=state,
         presumed=sorted(at for at in presumed.values() if at >= since),
     )
-
-
-def _second(pair: tuple[str, float]) -> float:
-    return pair[1]
