@@ -83,6 +83,8 @@ class SqliteOutbox(SqliteFleet, SqliteInspection):
         self._write: WriteConnection | None = None
         self._read: aiosqlite.Connection | None = None
         self._read_lock = asyncio.Lock()
+        #: a read transaction was begun and not seen committed (its reader was cancelled while BEGIN or COMMIT ran)
+        self._read_open = False
         self._writer: BatchWriter | None = None
         #: WAL checkpoints, in a thread of their own (sqlite_checkpoint.py); the writer never checkpoints
         self.checkpointer = Checkpointer(
@@ -206,11 +208,18 @@ class SqliteOutbox(SqliteFleet, SqliteInspection):
         async with self._read_lock:
             conn = self._read
             try:
+                if self._read_open:  # a read was cancelled while its BEGIN or COMMIT was out: end what it left
+                    # (the connection's thread runs its calls in order, so this comes after that BEGIN)
+                    with contextlib.suppress(sqlite3.OperationalError):  # it may not have opened one
+                        await conn.execute_fetchall("ROLLBACK")
+                    self._read_open = False
+                self._read_open = True
                 await conn.execute_fetchall("BEGIN")
                 try:
                     yield conn
                 finally:
                     await conn.execute_fetchall("COMMIT")
+                    self._read_open = False
             except (sqlite3.Error, ValueError) as exc:
                 raise OutboxError(f"outbox read failed: {exc}") from exc
 

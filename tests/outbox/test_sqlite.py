@@ -413,3 +413,18 @@ def test_open_outbox_urls(tmp_path: Path) -> None:
     with pytest.raises(OutboxError) as caught:
         open_outbox("redis://u:hunter2@host/0")
     assert "hunter2" not in str(caught.value)
+
+
+async def test_a_read_cancelled_mid_transaction_does_not_break_later_reads(sq: SqliteOutbox) -> None:
+    """A read cancelled while its BEGIN (or COMMIT) was out in the connection's thread left the read connection
+    inside a transaction, and every later read failed ("cannot start a transaction within a transaction") until
+    a restart: ops pages, lane seeding, the dispatcher's checks. Seen when a dispatcher stopped mid-read."""
+    await ingest(sq, webhook("evt_1", delivery("conv", "o1")))
+    for yields in range(12):  # cancel at each point a read can be suspended at
+        task = asyncio.create_task(sq.stats(T0))
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        stats = await sq.stats(T0)
+        assert stats["destinations"]["conv"]["pending"] == 1, yields
