@@ -145,6 +145,7 @@ class Dispatcher:
         self._wake.set()
         for lane in self.lanes.values():
             lane.ready.set()
+            lane.recorded.set()
         if self._sends:
             _, pending = await asyncio.wait(set(self._sends), timeout=self.settings.shutdown_grace_seconds)
             for task in pending:
@@ -242,6 +243,8 @@ class Dispatcher:
 
     async def _worker(self, lane: Lane) -> None:
         logs.bind(destination=lane.destination.name)  # every line from this lane (and its sends) names it
+        worker = asyncio.current_task()
+        assert worker is not None
         while not self._stopping:
             if not lane.queue:
                 lane.ready.clear()
@@ -268,15 +271,13 @@ class Dispatcher:
             ticket = lane.limiter.record()
             lane.sending += len(batch)
             lane.outstanding += 1  # until its attempts are recorded, or no request went out
-            task = asyncio.create_task(self._deliver(lane, batch, ticket))
-            self._sends.add(task)
+            # the send runs in this task (no task of its own per request): while it is out, stop() counts the
+            # worker among the sends it lets finish within the grace period, and the worker ends after it
+            self._sends.add(worker)
             try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if task.done() or self._stopping:
-                    raise
+                await self._deliver(lane, batch, ticket)
             finally:
-                self._sends.discard(task)
+                self._sends.discard(worker)
                 lane.sending -= len(batch)
                 self._lane_low(lane)
 
