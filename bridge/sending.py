@@ -83,6 +83,8 @@ class Sender:
         self.on_throttled = on_throttled
         #: called with (destination, seconds) after each destination request
         self.on_request: Callable[[str, float], None] | None = None
+        #: one (immutable) ClientTimeout per timeout in use, not one per request
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def send(self, lane: Lane, batch: Sequence[Delivery], ticket: int | None = None) -> list[AttemptResult]:
         """Render, send and classify one request for `batch`. `ticket`: the rate limiter's count of the request,
@@ -199,7 +201,10 @@ class Sender:
     async def http(self, lane: Lane, request: HttpRequest) -> tuple[Outcome, int | None, str | None]:
         """Send `request`; the outcome, status and response excerpt. Never raises (but for cancellation)."""
         destination = lane.destination
-        timeout = aiohttp.ClientTimeout(total=destination.settings.timeout_seconds)
+        seconds = destination.settings.timeout_seconds
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
         try:
             async with self.session.request(
                 request.method,

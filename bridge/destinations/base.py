@@ -44,6 +44,10 @@ DESCRIPTIVE_HEADERS = frozenset({"user-agent", "x-forwarded-for", "x-real-ip", "
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: a header name is an RFC 9110 token
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: header names already found to be tokens (they come from code and config, so there are few); bounded, as a
+#: templated header name could in principle vary
+_TOKENS_SEEN: set[str] = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+_TOKENS_SEEN_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,15 +207,18 @@ def checked_request(request: HttpRequest) -> HttpRequest:
     DESCRIPTIVE_HEADERS (a value left empty drops the header); anywhere else in a header value, the method or the
     URL they are a RenderError: the delivery goes dead with the reason instead of failing in the HTTP client on
     every attempt. Messages name the header and the character's position, never the value (it may be a secret)."""
-    if not _TOKEN.fullmatch(request.method):
+    if request.method not in _TOKENS_SEEN and not _TOKEN.fullmatch(request.method):
         raise RenderError(f"the HTTP method {request.method!r} is not a valid method")
     if (found := _CONTROL.search(request.url)) is not None:
         raise RenderError(f"the URL has a control character ({_describe(found)}); it cannot be sent")
     headers: dict[str, str] = {}
     cleaned: list[str] = []
     for name, value in request.headers.items():
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            raise RenderError(f"header name {name!r} is not a valid HTTP header name")
+        if name not in _TOKENS_SEEN:
+            if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+                raise RenderError(f"header name {name!r} is not a valid HTTP header name")
+            if len(_TOKENS_SEEN) < _TOKENS_SEEN_MAX:
+                _TOKENS_SEEN.add(name)
         if not isinstance(value, str):
             raise RenderError(f"header {name}: the value is a {type(value).__name__}, not text")
         found = _CONTROL.search(value)

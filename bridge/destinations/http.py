@@ -103,6 +103,10 @@ class HttpDestination(Destination):
         if "idempotency_header" in options and options["idempotency_header"] in ("", None):
             self._idempotency_header = ""
         self._templated = bool(self._url_template or self._header_templates or self._body)
+        #: the names under which config or a template may set the content type (mostly none: the default goes on)
+        self._content_type_names = [
+            h for h in (*settings.headers, *self._header_templates) if h.lower() == "content-type"
+        ]
         self.signing = c.option_choice(options, "signing", ("none", "standard_webhooks"), "none")
         self._signing_key = signing_key(options) if self.signing == "standard_webhooks" else None
         if self._signing_key is None and "signing_secret" in options:
@@ -132,8 +136,8 @@ class HttpDestination(Destination):
                 raise RenderError(f"url_template gave {found!r}, not an absolute http(s) URL")
             url = found
         headers = {"User-Agent": USER_AGENT}
-        if self._idempotency_header and c.text(event, "id"):
-            headers[self._idempotency_header] = c.event_id(event)
+        if self._idempotency_header and (event_id := c.text(event, "id")):
+            headers[self._idempotency_header] = event_id
         headers.update(self.settings.headers)
         for header, compiled in self._header_templates.items():
             value = self._search(compiled, event, f"header {header}")
@@ -153,7 +157,7 @@ class HttpDestination(Destination):
             body = c.json_bytes(document)
         elif self.method not in _BODYLESS:
             body = c.json_bytes(event)
-        if body and not any(h.lower() == "content-type" for h in headers):
+        if body and not any(h in headers for h in self._content_type_names):
             headers["Content-Type"] = "application/json"
         if self._signing_key is not None:
             headers.update(
