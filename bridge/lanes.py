@@ -85,8 +85,11 @@ class LaneHealth:
         return asdict(self)
 
 
-#: requests a worker may have out unrecorded: the one it sends, and the one before it still being recorded
-OUTSTANDING_PER_WORKER = 2
+#: requests a worker may have out unrecorded: the one it sends, and up to three before it still being recorded.
+#: A recording is a group commit (an fsync, milliseconds) while a request to a near destination takes a fraction
+#: of that: with room for only one behind each worker, every worker waited for every commit and a lane went in
+#: lock-step with the outbox (measured: 20k waits in a 20k drain, 10–37 % fewer deliveries/s than with three)
+OUTSTANDING_PER_WORKER = 4
 
 
 @dataclass
@@ -137,8 +140,8 @@ class Lane:
 
     @property
     def max_outstanding(self) -> int:
-        """The most requests out without their attempts recorded: one being sent and one being recorded per
-        worker. A lane's next holder counts up to this many of a dead holder's leases as sent (fleet.py)."""
+        """The most requests out without their attempts recorded: per worker, one being sent and up to three
+        being recorded. A lane's next holder counts up to this many of a dead holder's leases as sent (fleet.py)."""
         return OUTSTANDING_PER_WORKER * self.destination.settings.concurrency
 
     @property

@@ -293,7 +293,7 @@ async def test_results_that_come_back_while_a_recording_waits_are_all_recorded_a
 
 
 async def test_requests_out_without_recorded_attempts_are_bounded_by_the_lane(tmp_path: Path) -> None:
-    """While the outbox cannot record, a lane sends at most two requests per worker whose attempts are not recorded
+    """While the outbox cannot record, a lane sends at most four requests per worker whose attempts are not recorded
     (`Lane.max_outstanding`): so a process killed then has at most that many out unrecorded, and the next holder
     of the lane counts that many as sent (bridge/fleet.py). Once recording resumes, the rest goes out."""
     clock = ManualClock(START)
@@ -303,24 +303,24 @@ async def test_requests_out_without_recorded_attempts_are_bounded_by_the_lane(tm
             tmp_path, destinations=destinations, clock=clock, extra={"sources": SHOPIFY_SOURCE}
         ) as bridge:
             lane = dispatcher_of(bridge).lanes["hook"]
-            assert lane.max_outstanding == 4
+            assert lane.max_outstanding == 8
             sink.hold = True
-            for order in range(7001, 7011):
+            for order in range(7001, 7013):
                 assert (await post_shopify(bridge, shopify_order(order), clock.now(), f"wh-{order}")).status_code == 200
-            await eventually(lambda: len(sink.requests) == 2 and len(lane.queue) == 8)  # all ten claimed
+            await eventually(lambda: len(sink.requests) == 2 and len(lane.queue) == 10)  # all twelve claimed
             lock = sqlite3.connect(tmp_path / "outbox.db", isolation_level=None)
             try:
                 lock.execute("BEGIN IMMEDIATE")
                 sink.hold = False
                 sink.release_all()
                 # every answer is back, no recording can commit: the workers stop at the bound
-                await eventually(lambda: lane.outstanding == 4 and lane.sending == 0)
-                assert len(sink.requests) == 4 and len(lane.queue) == 6
+                await eventually(lambda: lane.outstanding == 8 and lane.sending == 0)
+                assert len(sink.requests) == 8 and len(lane.queue) == 4
             finally:
                 lock.execute("ROLLBACK")
                 lock.close()
-            rows = await eventually(lambda: _settled(bridge, "hook", 10))
-            assert {r["status"] for r in rows} == {"delivered"} and len(sink.requests) == 10
+            rows = await eventually(lambda: _settled(bridge, "hook", 12))
+            assert {r["status"] for r in rows} == {"delivered"} and len(sink.requests) == 12
             assert lane.outstanding == 0 and lane.recording == 0
 
 
