@@ -20,14 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def run_bench(module: str, tmp_path: Path, *args: str) -> dict[str, Any]:
+def run_bench(module: str, tmp_path: Path, *args: str, timeout: float = 110) -> dict[str, Any]:
     out = tmp_path / f"{module}.json"
     completed = subprocess.run(
         [sys.executable, "-m", f"bench.{module}", "--quick", "--json", str(out), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=timeout,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -100,3 +100,19 @@ def test_parts_measures_the_send_and_the_outbox_against_raw(tmp_path: Path) -> N
     assert len(report["rounds"]) == 1
     for key in ("raw_us", "send_us", "outbox_us", "ratio"):
         assert figure(report[key]) > 0
+
+
+def test_instructions_counts_the_bridge_the_floor_and_raw(tmp_path: Path) -> None:
+    if shutil.which("valgrind") is None:
+        reason = "bench.instructions counts under valgrind"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the instruction benchmark: {reason}")
+        pytest.skip(reason)
+    report = run_bench("instructions", tmp_path, timeout=300)  # every target runs twice under valgrind
+    # --quick: 50 and 250 deliveries; each target checked itself that every delivery arrived (and, for the bridge
+    # and the floor, was recorded as delivered)
+    assert set(report["results"]) == {"bridge", "floor", "raw"}
+    for figures in report["results"].values():
+        assert figures["large"] > figures["small"] > 0
+        assert figure(figures["per_delivery"]) > 0
+    assert figure(report["ratio_raw"]) > 0 and figure(report["ratio_floor"]) > 0
