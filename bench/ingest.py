@@ -106,6 +106,28 @@ def wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str, flo
     return parse_wrk(output)
 
 
+def server_command(tmp: Path, target: str, run: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command (and environment) that serves `target` on `port`, its files in `tmp` named after `run`. The bare
+    app's module must be in `tmp` (bare.py, BARE_APP)."""
+    if target in ("bare", "floor"):
+        app, app_dir = ("bare:app", tmp) if target == "bare" else ("bench._floor_ingest:app", ROOT)
+        command = [python(), "-m", "uvicorn", app, "--app-dir", str(app_dir), "--port", str(port)]
+        command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+        return command, {"FLOOR_SECRET": SECRET, "FLOOR_DB": str(tmp / f"{run}.db")}
+    config = tmp / f"{run}.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "outbox": {"url": f"sqlite:///{tmp / (run + '.db')}"},
+                "mappings": str(ROOT / "mappings"),
+                "sources": {"stripe": {"provider": "stripe", "secrets": [SECRET]}},
+            }
+        )
+    )
+    command = [python(), "-m", "bridge", "serve", "--config", str(config), "--port", str(port)]
+    return command + ["--log-level", "WARNING"], {}
+
+
 def run_one(
     tmp: Path, target: str, connections: int, seconds: int, pool: int, tag: str, profile: Path | None = None
 ) -> dict[str, float]:
@@ -114,25 +136,7 @@ def run_one(
     script = tmp / f"{run}.lua"
     lua_script(bodies(pool, run), script)
     port = free_port()
-    env: dict[str, str] = {}
-    if target in ("bare", "floor"):
-        app, app_dir = ("bare:app", tmp) if target == "bare" else ("bench._floor_ingest:app", ROOT)
-        command = [python(), "-m", "uvicorn", app, "--app-dir", str(app_dir), "--port", str(port)]
-        command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-        env = {"FLOOR_SECRET": SECRET, "FLOOR_DB": str(tmp / f"{run}.db")}
-    else:
-        config = tmp / f"{run}.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "outbox": {"url": f"sqlite:///{tmp / (run + '.db')}"},
-                    "mappings": str(ROOT / "mappings"),
-                    "sources": {"stripe": {"provider": "stripe", "secrets": [SECRET]}},
-                }
-            )
-        )
-        command = [python(), "-m", "bridge", "serve", "--config", str(config), "--port", str(port)]
-        command += ["--log-level", "WARNING"]
+    command, env = server_command(tmp, target, run, port)
     proc = spawn(command, tmp / f"{run}.log", env=env)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
