@@ -237,10 +237,11 @@ def format_time(epoch: float) -> str:
 
 
 def format_datetime(moment: datetime) -> str:
-    moment = moment.astimezone(UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0") + "Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in UTC, `Z`, fractions without trailing zeros. `isoformat` writes every year with four digits
+    (strftime's `%Y` wrote year 1 as "1", which no RFC 3339 parser takes)."""
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    text = utc.isoformat()
+    return (text.rstrip("0") if utc.microsecond else text) + "Z"
 
 
 def _to_string(value: Any) -> str:

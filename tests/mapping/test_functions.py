@@ -247,3 +247,20 @@ def test_times_beyond_the_calendar_are_field_errors(value: Any) -> None:
         to_time(value)
     if isinstance(value, float):
         assert "out of range" in fails("from_ms(t)", {"t": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0001-01-01T05:00:00Z", "0001-01-01T05:00:00Z"),
+        ("0999-05-01T00:00:00.250+02:00", "0999-04-30T22:00:00.25Z"),
+        (-30610224001, "0999-12-31T23:59:59Z"),
+        ("2026-12-02T01:02:03.120000Z", "2026-12-02T01:02:03.12Z"),
+        (1796176614.5, "2026-12-02T01:56:54.5Z"),
+    ],
+)
+def test_times_are_rfc3339_with_a_four_digit_year(value: Any, expected: str) -> None:
+    """Years before 1000 were written without their leading zeros ("1-01-01T05:00:00Z"), which is not RFC 3339:
+    a destination's parser refuses it. Every year has four digits."""
+    assert to_time(value) == expected
+    assert run("from_ms(t)", {"t": -30610224001000}) == "0999-12-31T23:59:59Z"
