@@ -89,11 +89,19 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
     refunders = Senders(
         lambda: bridge.base, count=2, prefix="ref", limit=refunds, now=clock.now, body=lambda i, _: refund(i)
     )
+    queued_at = start
+
+    async def queue_all() -> None:
+        nonlocal queued_at
+        await asyncio.gather(buyers.wait(), refunders.wait())
+        queued_at = clock.now()
+
     try:
         buyers.start()
         refunders.start()
-        await asyncio.gather(buyers.wait(), refunders.wait())
-        queued_by_h = (clock.now() - start) / HOUR
+        queueing = asyncio.create_task(queue_all())
+        while not buyers.acked:  # the backlog is watched from its first webhook on, while the rest is queued
+            await asyncio.sleep(0.05)
 
         async def sample() -> dict[str, Any]:
             stats = await ops_get(bridge.base, "/ops/outbox")
@@ -105,10 +113,13 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
 
         while clock.now() - start < outage:
             await sample()
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)  # real seconds
+        await queueing
+        queued_by_h = (queued_at - start) / HOUR
         up_at = clock.now() - start
         async with serve(fake.app, port=zenovay_port):
-            deadline = start + horizon + 2 * HOUR / float(plan["divide"])
+            # each refund goes dead one retry horizon after it was queued: wait from the last one's queueing
+            deadline = queued_at + horizon + 2 * HOUR / float(plan["divide"])
             while clock.now() < deadline:
                 row = await sample()
                 if row["zen"].get("delivered", 0) >= purchases and row["gone"].get("dead", 0) >= refunds:
