@@ -20,31 +20,24 @@ from pathlib import Path
 import aiohttp
 import orjson
 import uvloop
-import yaml
 
-from bench._common import ROOT
 from bench._floor_dispatch import floor_client
+from bench.deliver import drain_config, post_each
 from bridge import logs
 from bridge.app import create_app
 from bridge.collector import tune_for_serving
 from bridge.config import load_settings
+from bridge.destinations.base import HttpRequest
 from bridge.mapping import load_mappings
 
 CONCURRENCY = 32
 
 
 async def raw(workdir: Path, count: int) -> None:
-    requests = orjson.loads((workdir / "requests.json").read_bytes())[:count]
-    queue = iter(requests)
+    rows = orjson.loads((workdir / "requests.json").read_bytes())[:count]
+    requests = [HttpRequest(method, url, headers, body.encode()) for method, url, headers, body in rows]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
-
-        async def worker() -> None:
-            for method, url, headers, body in queue:
-                async with session.request(method, url, data=body.encode(), headers=headers) as response:
-                    await response.read()
-                    assert response.status == 200
-
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        await post_each(session, requests, CONCURRENCY)
 
 
 async def floor(workdir: Path, count: int) -> None:
@@ -56,17 +49,7 @@ async def floor(workdir: Path, count: int) -> None:
 async def bridge(workdir: Path, url: str, count: int) -> None:
     """`bridge serve`'s app without the HTTP server: config, logging, mappings, the app's lifespan (outbox,
     dispatcher with its metrics hook, upkeep), the collector tuned, until every delivery is recorded."""
-    config = workdir / f"bridge-{count}.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "outbox": {"url": f"sqlite:///{workdir / f'outbox-{count}.db'}"},
-                "ops": {"token": "x" * 32},
-                "mappings": str(ROOT / "mappings"),
-                "destinations": {"sink": {"type": "http", "url": url, "concurrency": CONCURRENCY}},
-            }
-        )
-    )
+    config = drain_config(workdir / f"bridge-{count}.yaml", workdir / f"outbox-{count}.db", url, CONCURRENCY)
     settings = load_settings(config, {})
     logs.configure("INFO", "json", logs.secret_values(settings))
     # no mapping-reload watcher: its cost is per second, not per delivery, and the run is ~40x slower under valgrind

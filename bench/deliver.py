@@ -22,6 +22,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -157,24 +158,42 @@ async def floor_dispatch(path: Path, url: str, count: int, concurrency: int) -> 
     return await floor_client(path, url, count, concurrency, dict(requests[0].headers))
 
 
+async def post_each(session: aiohttp.ClientSession, requests: Iterable[HttpRequest], concurrency: int) -> None:
+    """The raw client: every request posted as it is from `concurrency` workers, each answer read and a 200."""
+    queue = iter(requests)
+
+    async def worker() -> None:
+        for request in queue:
+            async with session.request(request.method, request.url, data=request.body, headers=request.headers) as r:
+                await r.read()
+                assert r.status == 200
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
 async def raw_client(url: str, count: int, concurrency: int) -> dict[str, float]:
     requests = rendered(url, count)
-    queue = iter(requests)
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            for request in queue:
-                async with session.request(
-                    request.method, request.url, data=request.body, headers=request.headers
-                ) as response:
-                    await response.read()
-                    assert response.status == 200
-
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
         started, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await post_each(session, requests, concurrency)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"rate": count / seconds, "cpu_us": cpu / count * 1e6, "seconds": seconds}
+
+
+def drain_config(path: Path, db: Path, sink_url: str, concurrency: int) -> Path:
+    """A bridge.yaml (written to `path`) that drains the SQLite outbox `db` to the sink through one http
+    destination, `sink`."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "outbox": {"url": f"sqlite:///{db}"},
+                "ops": {"token": TOKEN},
+                "mappings": str(ROOT / "mappings"),
+                "destinations": {"sink": {"type": "http", "url": sink_url, "concurrency": concurrency}},
+            }
+        )
+    )
+    return path
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -199,19 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 uvloop.run(prefill(db, args.deliveries))
                 prefill_seconds = time.perf_counter() - t0
-                config = tmp / f"bridge{round_}.yaml"
-                config.write_text(
-                    yaml.safe_dump(
-                        {
-                            "outbox": {"url": f"sqlite:///{db}"},
-                            "ops": {"token": TOKEN},
-                            "mappings": str(ROOT / "mappings"),
-                            "destinations": {
-                                "sink": {"type": "http", "url": sink_url, "concurrency": args.concurrency}
-                            },
-                        }
-                    )
-                )
+                config = drain_config(tmp / f"bridge{round_}.yaml", db, sink_url, args.concurrency)
                 log = tmp / f"serve{round_}.log"
                 bridge = uvloop.run(
                     drain_with_bridge(config, free_port(), sink_base, args.deliveries, log, args.profile)

@@ -135,17 +135,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("--large must be more than --small")
     if shutil.which("valgrind") is None:
         raise SystemExit("bench.instructions needs valgrind (apt-get install valgrind)")
-    results: dict[str, dict[str, float]] = {}
+    sizes = (args.small, args.large)
     with tempfile.TemporaryDirectory(prefix="bridge-instructions-") as tmp_name:
         tmp = Path(tmp_name)
         if args.path == "ingest":
             (tmp / "bare.py").write_text(BARE_APP)
-            for target in targets:
-                totals = {count: ingest_counted(target, tmp, count) for count in (args.small, args.large)}
-                per = (totals[args.large] - totals[args.small]) / (args.large - args.small)
-                results[target] = {"small": totals[args.small], "large": totals[args.large], "per_delivery": per}
+            totals = {target: {n: ingest_counted(target, tmp, n) for n in sizes} for target in targets}
         else:
-            delivery_results(tmp, targets, args.small, args.large, results)
+            totals = delivery_counts(tmp, targets, sizes)
+    results = {
+        target: {
+            "small": n[args.small],
+            "large": n[args.large],
+            "per_delivery": (n[args.large] - n[args.small]) / (args.large - args.small),
+        }
+        for target, n in totals.items()
+    }
     report: dict[str, Any] = {
         "benchmark": "instructions",
         "path": args.path,
@@ -163,22 +168,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
-def delivery_results(
-    tmp: Path, targets: list[str], small: int, large: int, results: dict[str, dict[str, float]]
-) -> None:
+def delivery_counts(tmp: Path, targets: list[str], sizes: tuple[int, int]) -> dict[str, dict[int, int]]:
+    """Per delivery target, its instructions at each size, against one local sink."""
     with local_sink(tmp) as sink:
         url = f"{sink}/collect"
-        requests = rendered(url, large)
+        requests = rendered(url, max(sizes))
         (tmp / "requests.json").write_bytes(
             orjson.dumps([[r.method, r.url, r.headers, r.body.decode()] for r in requests])
         )
+        totals: dict[str, dict[int, int]] = {}
         for target in targets:
-            totals = {}
-            for count in (small, large):
+            totals[target] = {}
+            for count in sizes:
                 prepare(target, tmp, url, count)
-                totals[count] = counted(target, tmp, url, count)
-            per = (totals[large] - totals[small]) / (large - small)
-            results[target] = {"small": totals[small], "large": totals[large], "per_delivery": per}
+                totals[target][count] = counted(target, tmp, url, count)
+        return totals
 
 
 def print_report(report: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ import orjson
 import uvloop
 
 from bench._common import load_average, local_sink, write_json
-from bench.deliver import canonical, prefill, rendered
+from bench.deliver import canonical, post_each, prefill, rendered
 from bridge.clock import SystemClock
 from bridge.destinations.base import DestinationSettings
 from bridge.destinations.http import DESTINATION as HttpDestination
@@ -46,17 +46,10 @@ CONCURRENCY = 32
 
 
 async def raw(url: str, count: int) -> float:
-    requests = iter(rendered(url, count))
+    requests = rendered(url, count)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
-
-        async def worker() -> None:
-            for r in requests:
-                async with session.request(r.method, r.url, data=r.body, headers=r.headers) as response:
-                    await response.read()
-                    assert response.status == 200
-
         cpu = time.process_time()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        await post_each(session, requests, CONCURRENCY)
         return (time.process_time() - cpu) / count * 1e6
 
 
