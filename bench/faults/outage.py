@@ -96,11 +96,11 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
         await asyncio.gather(buyers.wait(), refunders.wait())
         queued_at = clock.now()
 
+    buyers.start()
+    refunders.start()
+    queueing = asyncio.create_task(queue_all())
     try:
-        buyers.start()
-        refunders.start()
-        queueing = asyncio.create_task(queue_all())
-        while not buyers.acked:  # the backlog is watched from its first webhook on, while the rest is queued
+        while not buyers.acked and not queueing.done():  # watched from the first webhook on, while the rest queues
             await asyncio.sleep(0.05)
 
         async def sample() -> dict[str, Any]:
@@ -128,6 +128,7 @@ async def run(full: bool, workdir: Path, seed: int | None = None) -> Result:
         dead = await ops_get(bridge.base, "/ops/deliveries", destination="gone", status="dead", limit=1)
         reason = dead["deliveries"][0]["last_error"] if dead["deliveries"] else None
     finally:
+        queueing.cancel()  # a failure above leaves no senders running (done already otherwise)
         bridge.stop()
     accepted = [request["at"] for request in fake.received]
     last_at = (max(accepted) - start) / HOUR if accepted else None
